@@ -1,0 +1,50 @@
+"""Nova's fake virt driver, made restartable: the lab's compute_driver (``ohlab_fake.LabFakeDriver``).
+
+Installed into the lab venv as ``nova/virt/ohlab_fake.py`` because Nova imports the driver only as
+``nova.virt.<compute_driver>``. Two differences from ``nova.virt.fake.FakeDriver``:
+
+* The node UUID is persisted in ``<state_path>/compute_id`` (like the libvirt driver does), instead
+  of a new random UUID at every process start. Without it Nova >= 2023.1 refuses to restart a compute
+  that crashed ("No local node identity found, but this is not our first startup on this host"), and a
+  crashed host could never come back to clean up its evacuated instances.
+* The host's capacity comes from the environment (OHLAB_VCPUS, OHLAB_MEMORY_MB, OHLAB_DISK_GB), so
+  the lab can give hosts different sizes and tests can provoke a capacity shortfall.
+
+Guests still live only in memory: a restarted compute comes back with no guests, as a real host
+whose hypervisor lost its VMs in a power cut.
+"""
+
+import os
+
+from nova.virt import fake
+from nova.virt import node
+
+
+def _env_int(name, default):
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+class LabFakeDriver(fake.FakeDriver):
+    def __init__(self, virtapi, read_only=False):
+        super().__init__(virtapi, read_only=read_only)
+        self.resources = fake.Resources(
+            vcpus=_env_int('OHLAB_VCPUS', self.vcpus),
+            memory_mb=_env_int('OHLAB_MEMORY_MB', self.memory_mb),
+            local_gb=_env_int('OHLAB_DISK_GB', self.local_gb),
+        )
+        self._node_uuid = None
+
+    def _local_node_uuid(self):
+        if self._node_uuid is None:
+            self._node_uuid = node.get_local_node_uuid()
+        return self._node_uuid
+
+    def get_available_resource(self, nodename):
+        status = super().get_available_resource(nodename)
+        if status:
+            status['uuid'] = self._local_node_uuid()
+        return status
+
+    def get_nodenames_by_uuid(self, refresh=False):
+        return {self._local_node_uuid(): name for name in self.get_available_nodes()}
