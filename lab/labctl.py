@@ -562,6 +562,7 @@ def start_openstack(conn_holder):
     init_keystone()
     uwsgi('keystone', 'keystone.wsgi.api:application', PORTS['keystone'], svc_env('keystone'), threads=8)
     wait_for('Keystone', lambda: http_ok(KEYSTONE_URL), 60)
+    write_clouds_yaml()
     conn = connect()
     init_catalog(conn)
     init_dbs()
@@ -742,7 +743,8 @@ def cmd_down(args):
         for pidfile in (os.path.join(host_dir(host), 'compute.pid'), path('run', 'bmc-%s.pid' % host)):
             pid = pid_of(pidfile)
             if pid:
-                stop_group(pid, timeout=3)
+                # a host's compute is killed outright, as a power cut would; so is its BMC
+                stop_group(pid, timeout=0)
                 stopped.append(os.path.basename(pidfile))
     for name in SERVICE_ORDER:
         pid = pid_of(path('run', name + '.pid'))
