@@ -7,7 +7,7 @@ Debian's ipmitool) and the operating system report, not on labctl's own answers 
 import json
 import os
 
-from conftest import (compute_service, evacuation_migrations, ipmitool, labctl, process_alive,
+from lab_helpers import (compute_service, evacuation_migrations, ipmitool, labctl, process_alive,
                       wait_for)
 
 # Microversion 2.95 and later land evacuated servers STOPPED; 2.94 keeps them running.

@@ -1,0 +1,71 @@
+# Development targets of the openstack_ha.recovery collection. Everything runs from .venv (make venv).
+#   make venv     .venv with the runtime and test dependencies (re-installed when a requirements file changes)
+#   make units    unit tests (pytest tests/unit)
+#   make sanity   ansible-test sanity, offline, on a copy of the collection in an ansible_collections tree
+#   make lint     ansible-lint
+#   make build    the collection tarball in dist/
+#   make test     units, sanity and the integration tests against the lab
+
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+SANITY_PYTHON := 3.11
+# ansible-test needs the collection at .../ansible_collections/openstack_ha/recovery and refuses a symlink to it
+# (it resolves the working directory), so sanity runs on a copy: the collection and its unit tests. The lab, the
+# demo, the benchmarks and the lab test suites are development tools outside the collection (build_ignore).
+SANITY_DIR := $(or $(TMPDIR),/tmp)/openstack_ha.recovery-sanity/ansible_collections/openstack_ha/recovery
+SANITY_SKIP := ^(bench|demo|lab|tests/(integration|lab|bmc|output))/
+# ansible-lint and ansible find the collection through a symlink to this checkout (a symlink is enough for them).
+COLLECTIONS_PATH := $(or $(TMPDIR),/tmp)/openstack_ha.recovery-collections
+# ansible-test downloads this get-pip script from Ansible's CI file host, unreachable here: install a stand-in.
+# The version is the pip that ansible-core 2.19's ansible-test bootstraps.
+GET_PIP := $(HOME)/.ansible/test/cache/get_pip_24_2.py
+
+.PHONY: venv units sanity lint build integration test
+
+venv: $(STAMP)
+
+$(STAMP): test-requirements.txt requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r test-requirements.txt
+	touch $@
+
+units: venv
+	$(PY) -m pytest tests/unit -q
+
+$(GET_PIP): tests/sanity/get_pip_offline.py
+	mkdir -p $(dir $@)
+	cp $< $@
+
+sanity: venv $(GET_PIP)
+	rm -rf $(SANITY_DIR) && mkdir -p $(SANITY_DIR)
+	git ls-files --cached --others --exclude-standard | grep -Ev '$(SANITY_SKIP)' \
+		| tar -cf - --ignore-failed-read -T - 2>/dev/null | tar -xf - -C $(SANITY_DIR)
+	cd $(SANITY_DIR) && PATH=$(BIN):$$PATH ansible-test sanity --local --python $(SANITY_PYTHON)
+
+lint: venv
+	mkdir -p $(COLLECTIONS_PATH)/ansible_collections/openstack_ha
+	ln -sfn $(CURDIR) $(COLLECTIONS_PATH)/ansible_collections/openstack_ha/recovery
+	PATH=$(BIN):$$PATH ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS_PATH) ansible-lint
+
+build: venv
+	mkdir -p dist
+	$(BIN)/ansible-galaxy collection build --force --output-path dist .
+
+integration: venv
+	$(PY) -m pytest tests/integration tests/lab tests/bmc -q
+
+test: units sanity integration
+
+# The lab (lab/labctl installs its own Debian packages and venv on first use; see lab/README.md).
+.PHONY: lab-up lab-down demo
+lab-up:
+	lab/labctl up
+
+lab-down:
+	lab/labctl down
+
+# Sets everything up, starts the lab, crashes a host and recovers it, printing each step.
+demo: venv
+	$(PY) demo/demo.py
