@@ -53,13 +53,16 @@ build: venv
 	mkdir -p dist
 	$(BIN)/ansible-galaxy collection build --force --output-path dist .
 
-integration: venv
+integration: venv lab-install
 	$(PY) -m pytest tests/integration tests/lab tests/bmc -q
 
 test: units sanity integration
 
 # The lab (lab/labctl installs its own Debian packages and venv on first use; see lab/README.md).
-.PHONY: lab-up lab-down demo
+.PHONY: lab-install lab-up lab-down demo
+lab-install:
+	lab/labctl install
+
 lab-up:
 	lab/labctl up
 
@@ -67,5 +70,5 @@ lab-down:
 	lab/labctl down
 
 # Sets everything up, starts the lab, crashes a host and recovers it, printing each step.
-demo: venv
+demo: venv lab-install
 	$(PY) demo/demo.py

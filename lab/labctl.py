@@ -564,7 +564,9 @@ def start_openstack(conn_holder):
     wait_for('Keystone', lambda: http_ok(KEYSTONE_URL), 60)
     write_clouds_yaml()
     conn = connect()
-    init_catalog(conn)
+    if not initialised('catalog'):
+        init_catalog(conn)
+        conn = connect()  # the first token's catalog had no endpoints yet
     init_dbs()
     uwsgi('placement', 'placement.wsgi.api:application', PORTS['placement'], svc_env('placement'))
     uwsgi('glance', 'glance.wsgi.api:application', PORTS['glance'], svc_env('glance'))

@@ -16,7 +16,7 @@ from lab_helpers import LABCTL, labctl
 
 
 def _lab_running():
-    proc = subprocess.run([LABCTL, '--json', 'status'], capture_output=True, text=True, timeout=300,
+    proc = subprocess.run([LABCTL, "--json", "status"], capture_output=True, text=True, timeout=1800,
                           stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         return False
