@@ -26,12 +26,12 @@ GET_PIP := $(HOME)/.ansible/test/cache/get_pip_24_2.py
 
 venv: $(STAMP)
 
-$(STAMP): test-requirements.txt requirements.txt
+$(STAMP): test-requirements.txt requirements.txt eda-requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r test-requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r test-requirements.txt -r eda-requirements.txt
 	touch $@
 
-units: venv
+units: venv system-deps
 	$(PY) -m pytest tests/unit -q
 
 $(GET_PIP): tests/sanity/get_pip_offline.py
@@ -54,12 +54,16 @@ build: venv
 	$(BIN)/ansible-galaxy collection build --force --output-path dist .
 
 integration: venv lab-install
-	$(PY) -m pytest tests/integration tests/lab tests/bmc -q
+	$(PY) -m pytest tests/integration tests/lab tests/bmc tests/eda -q
 
 test: units sanity integration
 
 # The lab (lab/labctl installs its own Debian packages and venv on first use; see lab/README.md).
-.PHONY: lab-install lab-up lab-down demo
+.PHONY: system-deps lab-install lab-up lab-down demo
+# Debian packages the tests use outside the lab (ipmitool, amtool, Java for ansible-rulebook, openssl).
+system-deps:
+	lab/install-debs
+
 lab-install:
 	lab/labctl install
 
