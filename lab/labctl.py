@@ -885,6 +885,9 @@ def cmd_reset(args):
         pid = compute_pid(host)
         if pid and compute_state(host) == 'frozen':
             os.killpg(pid, signal.SIGCONT)
+        if pid:
+            # a lying BMC may have written "off" while the host kept running: the chassis is on
+            write(os.path.join(host_dir(host), 'power'), 'on')
         power_on(host)
     services = compute_services(conn)
     for host in hosts:
