@@ -869,6 +869,21 @@ def cmd_bmc(args):
     return {'host': args.host, 'fail_mode': args.fail, 'slow_delay': cfg['slow_delay']}
 
 
+def unforce(conn, svc, host, timeout=90):
+    """Lift forced_down. Nova refuses it while evacuation migrations from the host are still 'done': the
+    host's restarted compute marks them 'completed' within seconds, so retry until then."""
+    import openstack.exceptions
+
+    def attempt():
+        try:
+            conn.compute.update_service_forced_down(svc, host, 'nova-compute', False)
+        except openstack.exceptions.BadRequestException:
+            return False
+        return True
+    wait_for('Nova to accept forced_down=false for %s (evacuations cleaned up)' % host, attempt, timeout,
+             interval=1)
+
+
 def cmd_reset(args):
     t0 = time.monotonic()
     conn = connect()
@@ -893,7 +908,7 @@ def cmd_reset(args):
     for host in hosts:
         svc = services.get(host)
         if svc and svc.is_forced_down:
-            conn.compute.update_service_forced_down(svc, host, 'nova-compute', False)
+            unforce(conn, svc, host)
     wait_up(conn, hosts)
     services = compute_services(conn)
     for host in hosts:

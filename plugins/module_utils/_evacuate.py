@@ -1,0 +1,844 @@
+# -*- coding: utf-8 -*-
+# Copyright: openstack_ha.recovery contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Evacuation core of nova_evacuate: plain functions over an openstacksdk connection and plain values.
+
+    evacuate_host(conn, host, ...)   plan (check mode) or run the evacuation of a failed host's instances
+
+Every request goes through _nova's SDK boundary (_nova._call), so unit tests fake the same surface as for
+the other nova modules. What Nova does, and what this code does about it (Nova 34, read from its source):
+
+- POST /servers/{id}/action evacuate is accepted while another evacuation of the same instance is still running
+  (the API's state check lets any task_state through): a second request leaves the instance stuck in
+  rebuild_block_device_mapping with a migration 'accepted' forever (seen in the lab). So right before each
+  evacuation the instance and its evacuation migrations are read again, and an instance with a rebuild task
+  state or a migration not yet final is only waited for, never evacuated again.
+- Compute API 2.95 and later land every evacuated instance stopped (except one that was in ERROR). Evacuation
+  requests use 2.94, which keeps the state: an active instance arrives ACTIVE, a stopped one SHUTOFF. Under a
+  pinned microversion of 2.95 or later they arrive SHUTOFF, and an instance whose target is ACTIVE is started.
+  Whatever the microversion, an instance that arrived in the other power state than its target (an instance
+  in ERROR always arrives ACTIVE) is started or stopped, so it ends in its target state.
+- A failed evacuation: the scheduler found no host (migration 'error') or the destination failed the rebuild
+  (migration 'failed'). The instance stays on the failed host, in ERROR (or in its former state when only the
+  destination's resource claim failed), with no task state. Nova evacuates instances in ERROR, so a retry
+  evacuates it again at once: no state reset is needed, and none is made.
+- The instance's host changes to the destination only at the very end of a successful evacuation, right before
+  the migration turns 'done' (the source compute turns it 'completed' when it starts again).
+- Locking does not stop an admin's evacuation (the API's lock check lets admins through), so each instance is
+  locked with a reason while it moves, to keep its owner away. The reason names the source host and the
+  status before the move, so a later run (after a crash) knows its own locks and the status to restore.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+import threading
+import time
+import traceback
+
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote
+
+from ansible_collections.openstack_ha.recovery.plugins.module_utils._nova import (
+    EVACUABLE_SOURCES,
+    RESOURCES,
+    TRANSPORT_ERRORS,
+    NovaError,
+    _api,
+    _call,
+    _error_detail,
+    _paged,
+    _url,
+    capacity_hosts,
+    compute_microversion,
+    compute_services,
+    evacuation_migrations,
+    find_service,
+    host_servers,
+    hypervisor_nodes,
+    image_properties,
+    instance_record,
+    list_aggregates,
+    migration_record,
+    provider_free,
+    resolve_evacuable,
+)
+from ansible_collections.openstack_ha.recovery.plugins.module_utils._openstack import RecoveryError
+
+# The newest compute microversion that keeps an evacuated instance's state (2.95 lands them stopped).
+EVACUATE_MICROVERSION = '2.94'
+
+# What an evacuation migration's status means: the instance moved, the attempt failed; anything else is in flight
+# ('accepted' by the API, 'pre-migrating' once the destination claimed resources).
+MOVED_MIGRATION_STATES = ('done', 'completed')
+FAILED_MIGRATION_STATES = ('error', 'failed')
+# The task states of an evacuation under way (a rebuild on the destination).
+REBUILD_TASK_STATES = ('rebuilding', 'rebuild_block_device_mapping', 'rebuild_spawning')
+# The vm_states Nova evacuates.
+EVACUABLE_VM_STATES = ('active', 'stopped', 'error')
+# The status each vm_state ends in after an evacuation: stopped instances stay stopped, the rest run.
+TARGET_STATUS = dict(active='ACTIVE', stopped='SHUTOFF', error='ACTIVE')
+
+LOCK_PREFIX = 'openstack_ha.recovery.nova_evacuate: evacuating from '
+LOCK_REASON = LOCK_PREFIX + '%s, was %s'
+LOCK_PATTERN = re.compile(r'^' + re.escape(LOCK_PREFIX) + r'(?P<host>.+), was (?P<status>[A-Z_]+)$')
+
+POLL_INTERVAL = 1.0
+# While its migration is under way, an instance's server record is read only this often (seconds).
+SERVER_CHECK = 10.0
+
+RESULT_KEYS = ('capacity', 'groups', 'host', 'instances', 'microversion', 'service', 'totals')
+
+
+class EvacuationError(NovaError):
+    """The evacuation of a host was refused, or some instances did not reach their target state."""
+
+
+class ActionFailed(EvacuationError):
+    """A server action (evacuate, lock, unlock, start, stop) was refused or got no answer (status None)."""
+
+    def __init__(self, msg, status=None, detail=None):
+        super(ActionFailed, self).__init__(msg)
+        self.status = status
+        self.detail = detail
+
+
+# ---------------------------------------------------------------------------------------------------------
+# requests
+
+
+def server_action(conn, server_id, body, microversion, what):
+    """POST /servers/{id}/action. Nova answers 200 or 202, with an empty body from the microversions used."""
+    url = '/servers/%s/action' % quote(str(server_id))
+    try:
+        response = _call(conn, 'compute', 'post', url, microversion, body)
+    except TRANSPORT_ERRORS as exc:
+        raise ActionFailed('cannot %s: the compute API is unreachable (POST %s): %s' % (what, url, exc),
+                           detail=str(exc))
+    if response.status_code >= 400:
+        detail = _error_detail(response)
+        raise ActionFailed('cannot %s: the compute API answered HTTP %d: %s' % (what, response.status_code, detail),
+                           status=response.status_code, detail=detail)
+
+
+def get_server(conn, server_id):
+    """The raw server (microversion 2.73), or None when it no longer exists."""
+    data = _api(conn, 'compute', 'get', '/servers/%s' % quote(str(server_id)), 'read server %s' % server_id,
+                compute_microversion(conn, 'servers'), missing_ok=True)
+    return None if data is None else data.get('server')
+
+
+def instance_evacuations(conn, server_id):
+    """The instance's evacuation migration records, newest first."""
+    data = _api(conn, 'compute', 'get', _url('/os-migrations', dict(instance_uuid=server_id,
+                                                                    migration_type='evacuation')),
+                'list the evacuation migrations of server %s' % server_id, compute_microversion(conn, 'migrations'))
+    return [migration_record(raw) for raw in data.get('migrations') or []]
+
+
+def locked_servers(conn):
+    """Every locked server of every project (the `locked` filter needs 2.73)."""
+    return _paged(conn, '/servers/detail', dict(all_tenants='True', locked='True'), 'servers',
+                  'list the locked servers', 'servers', 'id')
+
+
+def evacuate_microversion(conn):
+    """The microversion of evacuation requests: 2.94, or the user's pin (already checked to be at least 2.73)."""
+    pinned = conn.config.get_default_microversion('compute')
+    return str(pinned) if pinned else EVACUATE_MICROVERSION
+
+
+# ---------------------------------------------------------------------------------------------------------
+# reading raw servers
+
+
+def _host_of(raw):
+    return raw.get('OS-EXT-SRV-ATTR:host')
+
+
+def _vm_state(raw):
+    return raw.get('OS-EXT-STS:vm_state')
+
+
+def _task_state(raw):
+    return raw.get('OS-EXT-STS:task_state')
+
+
+def _fault(raw):
+    fault = raw.get('fault') or {}
+    return fault.get('message')
+
+
+def our_lock(raw, host):
+    """The status before the move that our lock reason recorded when `raw` carries our lock for `host`, else None."""
+    if not raw.get('locked'):
+        return None
+    match = LOCK_PATTERN.match(raw.get('locked_reason') or '')
+    if match and match.group('host') == host:
+        return match.group('status')
+    return None
+
+
+def _int_or_none(value):
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def resolve_priority(tag, flavor_specs, read_image):
+    """(priority, source, warning): the flavor extra spec `tag`, else the image property, else 0."""
+    for source, values in (('flavor', lambda: flavor_specs), ('image', read_image)):
+        found = values() or {}
+        if tag in found:
+            value = _int_or_none(found[tag])
+            if value is None:
+                return 0, source, '%s %s=%r is not an integer: priority 0 used' % (source, tag, found[tag])
+            return value, source, None
+    return 0, 'default', None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# planning
+
+
+def _new_record(raw, host, evacuable, evacuable_source, priority, priority_source):
+    info = instance_record(raw, [], evacuable, evacuable_source)
+    return {
+        'id': info['id'], 'name': info['name'], 'project_id': info['project_id'],
+        'from': host, 'to': None,
+        'status_before': info['status'], 'status_after': info['status'], 'target_status': None,
+        'priority': priority, 'priority_source': priority_source,
+        'evacuable': evacuable, 'evacuable_source': evacuable_source,
+        'needs': info['needs'],
+        'action': 'none', 'outcome': None, 'reason': None,
+        'candidates': [], 'attempts': 0, 'history': [],
+        'lock': 'none', 'power_action': None, 'resumed': False, 'seconds': None,
+    }
+
+
+def _lock_state(raw, host):
+    if not raw.get('locked'):
+        return 'none'
+    return 'earlier run' if our_lock(raw, host) else 'other'
+
+
+def _matches(record, names):
+    return record['id'] in names or record['name'] in names
+
+
+def _newest_by_instance(migrations):
+    newest = {}
+    for migration in migrations:  # newest first
+        newest.setdefault(migration['instance_uuid'], migration)
+    return newest
+
+
+def _in_flight(raw, newest_migration):
+    """Whether an evacuation of the instance is under way: a rebuild task state, or a migration not yet final."""
+    if _task_state(raw) in REBUILD_TASK_STATES:
+        return True
+    return bool(newest_migration) and newest_migration['status'] not in MOVED_MIGRATION_STATES + \
+        FAILED_MIGRATION_STATES
+
+
+def _target_status(raw, host):
+    return our_lock(raw, host) or TARGET_STATUS.get(_vm_state(raw), 'ACTIVE')
+
+
+def _select(record, raw, host, newest, options):
+    """Set the record's action ('evacuate', 'wait' or 'none'), outcome and reason from the selection rules."""
+    migration = newest.get(record['id'])
+    vm_state = _vm_state(raw)
+    record['target_status'] = _target_status(raw, host)
+    if _matches(record, options['exclude']):
+        record.update(outcome='skipped', reason='excluded by the exclude option')
+        return
+    if _in_flight(raw, migration):
+        under_way = (_task_state(raw), migration['status'] if migration else 'none')
+        record.update(action='wait', resumed=True,
+                      reason='an evacuation is already under way (task state %s, migration %s): waiting for it, '
+                             'never evacuating it a second time' % under_way)
+        return
+    failed_before = vm_state == 'error' and migration and migration['status'] in FAILED_MIGRATION_STATES
+    if our_lock(raw, host):
+        why = 'locked by an earlier run of nova_evacuate that did not finish'
+    elif _matches(record, options['include']):
+        why = 'listed in include'
+    elif failed_before:
+        why = 'in ERROR since an earlier evacuation failed (migration %s)' % migration['status']
+    elif not record['evacuable']:
+        if record['evacuable_source'] == 'default':
+            reason = 'not evacuable: no flavor, image or aggregate marks it and evacuable_default is false'
+        else:
+            source = record['evacuable_source'].replace(':', ' ')
+            reason = 'not evacuable: its %s says %s is not true' % (source, options['evacuable_tag'])
+        record.update(outcome='skipped', reason=reason)
+        return
+    elif vm_state == 'error' and not options['include_error']:
+        record.update(outcome='skipped', reason='in ERROR and include_error is false')
+        return
+    else:
+        why = None
+    if vm_state not in EVACUABLE_VM_STATES:
+        record.update(outcome='failed', reason='Nova evacuates only active, stopped and error instances; this one is '
+                                               '%s. Reset its state to error (openstack server set --state error) '
+                                               'and run again with include_error' % vm_state)
+        return
+    record.update(action='evacuate', reason=why)
+
+
+def _groups(records):
+    """The records to act on, in groups of equal priority, highest first; each sorted by name then id."""
+    acting = [r for r in records if r['action'] != 'none']
+    priorities = sorted(set(r['priority'] for r in acting), reverse=True)
+    return [sorted((r for r in acting if r['priority'] == p), key=lambda r: (r['name'] or '', r['id']))
+            for p in priorities]
+
+
+def _unusable_reason(service):
+    if service['forced_down']:
+        return 'forced down'
+    if service['state'] != 'up':
+        return 'down'
+    if not service['enabled']:
+        return 'disabled'
+    return None
+
+
+def _usable_targets(host, zone, services, aggregates, target_hosts):
+    """(usable host names in order, excluded [{host, reason, disabled_reason}]). Raises EvacuationError."""
+    if not target_hosts:
+        return capacity_hosts(host, zone, services, aggregates)
+    usable, excluded = [], []
+    for name in target_hosts:
+        if name == host:
+            raise EvacuationError('target_hosts lists %s, the host being evacuated: list other hosts' % host)
+        service = find_service(services, name)
+        reason = _unusable_reason(service)
+        if reason:
+            excluded.append(dict(host=name, reason=reason, disabled_reason=service['disabled_reason']))
+        elif name not in usable:
+            usable.append(name)
+    return usable, excluded
+
+
+def _fits(free, needs):
+    return all(free[key] >= needs[key] for key, dummy in RESOURCES)
+
+
+def _plan_targets(groups, usable, free_by_host, target_hosts, target_spread):
+    """Each instance's candidate hosts, and a first-fit placement in priority order to find the instances that
+    would not fit. Returns the unplaced records."""
+    remaining = dict((h, dict(free_by_host[h])) for h in usable)
+    unplaced = []
+    index = 0
+    for group in groups:
+        for record in group:
+            if target_hosts:
+                start = index % len(usable) if target_spread and usable else 0
+                order = usable[start:] + usable[:start]
+                record['candidates'] = order
+                index += 1
+            else:
+                # the hosts the scheduler could choose, the most free memory first
+                order = sorted(usable, key=lambda h: (-remaining[h]['memory_mb'], h))
+                record['candidates'] = sorted((h for h in usable if _fits(free_by_host[h], record['needs'])),
+                                              key=lambda h: (-free_by_host[h]['memory_mb'], h))
+            if record['action'] != 'evacuate':
+                continue  # already moving: its destination holds its resources
+            chosen = next((h for h in order if _fits(remaining[h], record['needs'])), None)
+            if chosen is None:
+                unplaced.append(record)
+                continue
+            for key, dummy in RESOURCES:
+                remaining[chosen][key] -= record['needs'][key]
+    return unplaced
+
+
+def _capacity(conn, usable, excluded, groups, target_hosts, target_spread):
+    nodes = hypervisor_nodes(conn) if usable else {}
+    free_by_host = {}
+    for name in usable:
+        free = dict((key, 0) for key, dummy in RESOURCES)
+        for provider in nodes.get(name, []):
+            for key, value in provider_free(conn, provider, name).items():
+                free[key] += value
+        free_by_host[name] = free
+    unplaced = _plan_targets(groups, usable, free_by_host, target_hosts, target_spread)
+    moving = [r for group in groups for r in group if r['action'] == 'evacuate']
+    needed = dict((key, sum(r['needs'][key] for r in moving)) for key, dummy in RESOURCES)
+    free = dict((key, sum(f[key] for f in free_by_host.values())) for key, dummy in RESOURCES)
+    return dict(
+        hosts=[dict(host=h, free=free_by_host[h]) for h in usable],
+        excluded_hosts=excluded,
+        needed=needed,
+        free=free,
+        shortfall=dict((key, max(needed[key] - free[key], 0)) for key in needed),
+        sufficient=not unplaced,
+        unplaced=[dict(id=r['id'], name=r['name'], needs=r['needs']) for r in unplaced],
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# moving one instance
+
+
+class _Run:
+    """What the workers share: the connection, the options, the clock, the counters, the abort flag, and the host's
+    evacuation migrations, read with one request for every worker at most once per poll interval."""
+
+    def __init__(self, conn, host, microversion, timeout, retries, target_hosts, clock, sleep, poll_interval,
+                 started):
+        self.conn = conn
+        self.host = host
+        self.microversion = microversion
+        self.servers_microversion = compute_microversion(conn, 'servers')
+        self.timeout = timeout
+        self.retries = retries
+        self.target_hosts = target_hosts
+        self.clock = clock
+        self.sleep = sleep
+        self.poll_interval = poll_interval
+        self.started = started
+        self.lock = threading.Lock()
+        self.evacuations = 0
+        self.last_evacuation = None
+        self.changed = False
+        self.abort_reason = None
+        self.migrations_lock = threading.Lock()
+        self.migrations = []
+        self.migrations_read = 0   # how many times the list was read: a generation number
+        self.migrations_time = None
+
+    def note_change(self):
+        with self.lock:
+            self.changed = True
+
+    def note_evacuation(self):
+        with self.lock:
+            self.changed = True
+            self.evacuations += 1
+            self.last_evacuation = round(self.clock() - self.started, 1)
+
+    def abort(self, reason):
+        with self.lock:
+            if self.abort_reason is None:
+                self.abort_reason = reason
+
+    def generation(self):
+        """The generation of the migration list now; a read in progress counts (it waits for it)."""
+        with self.migrations_lock:
+            return self.migrations_read
+
+    def host_migrations(self, newer_than):
+        """The host's evacuation migrations (newest first) from a read of a generation above `newer_than` and at
+        most one poll interval old. One worker reads, the others wait and share the answer."""
+        with self.migrations_lock:
+            if self.migrations_read <= newer_than or self.clock() - self.migrations_time >= self.poll_interval:
+                self.migrations = evacuation_migrations(self.conn, self.host)
+                self.migrations_read += 1
+                self.migrations_time = self.clock()
+            return self.migrations
+
+
+class _AttemptFailed(Exception):
+    """A move ended without the instance in its target state on another host. retryable: the instance is back on
+    the failed host with no evacuation under way, so another evacuation may follow."""
+
+    def __init__(self, reason, retryable):
+        super(_AttemptFailed, self).__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+
+
+def move_instance(run, record):
+    """Evacuate one instance (or wait for the move already under way) to its target state on another host, locked
+    meanwhile; fill in its record. Never raises: every failure ends in the record."""
+    started = run.clock()
+    deadline = started + run.timeout
+    unlock = False
+    try:
+        if run.abort_reason:
+            record.update(outcome='failed', reason='not evacuated: %s' % run.abort_reason)
+            return record
+        raw = get_server(run.conn, record['id'])
+        if raw is None:
+            record.update(outcome='skipped', reason='deleted before it was evacuated')
+            return record
+        unlock = our_lock(raw, run.host) is not None
+        migrations = instance_evacuations(run.conn, record['id'])
+        if record['action'] == 'evacuate' and (_host_of(raw) != run.host or
+                                               _in_flight(raw, migrations[0] if migrations else None)):
+            # moved or moving since the plan was read (by another run?): never a second evacuation
+            record.update(action='wait', resumed=True, reason='an evacuation started after the plan was read: '
+                                                              'waiting for it, never evacuating it a second time')
+        if record['action'] == 'wait':
+            try:
+                _wait_for(run, record, None, deadline, adopted=True)
+                return record
+            except _AttemptFailed as exc:
+                if not exc.retryable:
+                    raise
+                # the move waited for ended with the instance back on the failed host: evacuate it now
+                record['history'].append(dict(target=None, dest=None, migration_id=None, migration_status=None,
+                                              error=exc.reason))
+                record['action'] = 'evacuate'
+                _give_up_or_retry(run, record, exc.reason, deadline, True)
+                migrations = instance_evacuations(run.conn, record['id'])
+                raw = get_server(run.conn, record['id'])
+                if raw is None:
+                    raise _AttemptFailed('deleted while it was being evacuated', False)
+        if not raw.get('locked'):
+            _lock(run, record)
+            unlock = True
+        _evacuate_with_retries(run, record, migrations, deadline)
+        return record
+    except _AttemptFailed as exc:
+        record.update(outcome='failed', reason=exc.reason)
+        return record
+    except RecoveryError as exc:
+        record.update(outcome='failed', reason=exc.msg)
+        return record
+    except Exception as exc:  # a worker thread must report everything, never die silently
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        record.update(outcome='failed', reason='unexpected error: %s: %s (%s line %d)' % (
+            type(exc).__name__, exc, where.filename.rsplit('/', 1)[-1], where.lineno))
+        return record
+    finally:
+        if unlock:
+            _unlock(run, record)
+        record['seconds'] = round(run.clock() - started, 1)
+
+
+def _lock(run, record):
+    reason = LOCK_REASON % (run.host, record['target_status'])
+    server_action(run.conn, record['id'], {'lock': {'locked_reason': reason}}, run.servers_microversion,
+                  'lock server %s (%s) for its evacuation' % (record['name'], record['id']))
+    run.note_change()
+    record['lock'] = 'this run'
+
+
+def _unlock(run, record):
+    try:
+        server_action(run.conn, record['id'], {'unlock': None}, run.servers_microversion,
+                      'unlock server %s (%s) after its evacuation' % (record['name'], record['id']))
+        run.note_change()
+    except ActionFailed as exc:
+        if exc.status == 404:
+            return
+        record.update(outcome='failed', reason='%s; and %s' % (record['reason'], exc.msg)
+                      if record['outcome'] == 'failed' else exc.msg)
+
+
+def _choose_target(run, record, tried):
+    """The host of the next attempt; None lets the scheduler choose.
+
+    target_hosts: the instance's candidates in order, round and round. The scheduler: it chooses first; a retry
+    names the first candidate that has not failed the instance yet (the scheduler still checks that host), or
+    leaves the choice to the scheduler again when there is none.
+    """
+    attempt = record['attempts']
+    if run.target_hosts:
+        if not record['candidates']:
+            raise _AttemptFailed('none of the target_hosts can take it', False)
+        return record['candidates'][attempt % len(record['candidates'])]
+    if attempt == 0:
+        return None
+    return next((h for h in record['candidates'] if h not in tried), None)
+
+
+def _evacuate_with_retries(run, record, migrations, deadline):
+    tried = [h['dest'] for h in record['history'] if h['dest']]
+    while True:
+        target = _choose_target(run, record, tried)
+        known = set(m['id'] for m in migrations)
+        entry = dict(target=target, dest=None, migration_id=None, migration_status=None, error=None)
+        record['history'].append(entry)
+        record['attempts'] += 1
+        body = {'evacuate': {'host': target} if target else {}}
+        what = 'evacuate server %s (%s) from %s%s' % (record['name'], record['id'], run.host,
+                                                      ' to %s' % target if target else '')
+        try:
+            server_action(run.conn, record['id'], body, run.microversion, what)
+            run.note_evacuation()
+        except ActionFailed as exc:
+            if exc.status is not None and exc.status < 500:
+                entry['error'] = exc.msg
+                if 'is still in use' in (exc.detail or ''):
+                    run.abort('Nova says the compute service of %s is up again (%s); evacuating a host that is not '
+                              'down runs its instances twice' % (run.host, exc.detail))
+                raise _AttemptFailed(exc.msg, False)
+            # no answer, or a server error: the request may have been accepted - look before anything else
+            migrations = instance_evacuations(run.conn, record['id'])
+            if not [m for m in migrations if m['id'] not in known]:
+                entry['error'] = exc.msg
+                _give_up_or_retry(run, record, exc.msg, deadline, True)
+                continue
+            run.note_evacuation()
+        try:
+            _wait_for(run, record, known, deadline, entry=entry)
+            return
+        except _AttemptFailed as exc:
+            entry['error'] = exc.reason
+            for host in (entry['dest'], target):
+                if host and host not in tried:
+                    tried.append(host)
+            _give_up_or_retry(run, record, exc.reason, deadline, exc.retryable)
+            migrations = instance_evacuations(run.conn, record['id'])
+
+
+def _give_up_or_retry(run, record, reason, deadline, retryable):
+    """Raise the final _AttemptFailed unless another attempt is allowed."""
+    if not retryable:
+        raise _AttemptFailed(reason, False)
+    if record['attempts'] > run.retries:
+        raise _AttemptFailed('%s (gave up after %d attempt(s), retries=%d)' % (reason, record['attempts'],
+                                                                               run.retries), False)
+    if run.clock() >= deadline:
+        raise _AttemptFailed('%s (no time left for another attempt within timeout=%s)' % (reason, run.timeout),
+                             False)
+    if run.abort_reason:
+        raise _AttemptFailed('%s (no retry: %s)' % (reason, run.abort_reason), False)
+
+
+def _wait_for(run, record, known, deadline, entry=None, adopted=False):
+    """Follow the instance until it is in its target state on another host, starting or stopping it once if it
+    arrived in the other power state. Raises _AttemptFailed.
+
+    The migration comes from the host's list shared by every worker (one request per poll interval for all). The
+    server itself is read when its migration is final (or missing), after a power action, and otherwise every
+    SERVER_CHECK seconds: a server read costs nova-api far more than a list of migrations.
+
+    known: the ids of the instance's migrations that existed before our evacuation request (the list read must be
+    newer than the request); None when waiting for a move this run did not start (adopted): the newest counts.
+    """
+    generation = run.generation() if known is not None else 0
+    power_sent = False
+    server_read = None
+    while True:
+        mine = [m for m in run.host_migrations(generation) if m['instance_uuid'] == record['id']
+                and (known is None or m['id'] not in known)]
+        migration = mine[0] if mine else None
+        mstatus = migration['status'] if migration else None
+        if entry is not None and migration:
+            entry.update(dest=migration['dest_compute'], migration_id=migration['id'], migration_status=mstatus)
+        moving = migration is not None and mstatus not in MOVED_MIGRATION_STATES + FAILED_MIGRATION_STATES
+        if server_read is None or not moving or power_sent or run.clock() - server_read >= SERVER_CHECK:
+            server_read = run.clock()
+            raw = get_server(run.conn, record['id'])
+            if raw is None:
+                raise _AttemptFailed('deleted while it was being evacuated', False)
+            status, host, task_state = raw.get('status'), _host_of(raw), _task_state(raw)
+            record['status_after'] = status
+            if task_state is None:
+                if _arrived(run, record, raw, migration, adopted, power_sent):
+                    return
+                power_sent = power_sent or record['power_action'] is not None
+        if run.clock() >= deadline:
+            raise _AttemptFailed('not %s on another host within timeout=%ss: %s on %s, task state %s, migration %s; '
+                                 'its evacuation may still be under way: wait for it to end, never evacuate it again '
+                                 'before' % (record['target_status'], run.timeout, status, host, task_state,
+                                             mstatus or 'none'), False)
+        run.sleep(run.poll_interval)
+
+
+def _arrived(run, record, raw, migration, adopted, power_sent):
+    """Decide on a server without task state: True when it is in its target state on another host; sends the power
+    action when it arrived in the other power state; raises _AttemptFailed when the move failed; False to go on."""
+    status, host = raw.get('status'), _host_of(raw)
+    mstatus = migration['status'] if migration else None
+    fault = ': %s' % _fault(raw) if _fault(raw) else ''
+    if host != run.host:
+        if mstatus in MOVED_MIGRATION_STATES or (adopted and migration is None):
+            record['to'] = host
+            if status == record['target_status']:
+                record['outcome'] = 'moved'
+                return True
+            if status in ('ACTIVE', 'SHUTOFF') and not power_sent:
+                _power(run, record, status)
+                return False
+            raise _AttemptFailed('moved to %s but %s there, not %s%s'
+                                 % (host, status, record['target_status'], fault), False)
+        return False  # the host changes right before the migration turns done: the next list will say
+    if mstatus in FAILED_MIGRATION_STATES:
+        raise _AttemptFailed('the evacuation %s (migration %s, destination %s)%s; the instance is %s on %s'
+                             % ('found no host' if mstatus == 'error' else 'failed on the destination',
+                                mstatus, migration['dest_compute'] or 'none', fault, status, host), True)
+    if adopted and mstatus not in ('accepted', 'pre-migrating'):
+        raise _AttemptFailed('no evacuation under way any more (migration %s) and still %s on %s'
+                             % (mstatus or 'none', status, host), True)
+    if migration is None:
+        raise _AttemptFailed('Nova accepted the evacuation but recorded no migration for it and the instance has no '
+                             'task: look at its instance actions (openstack server event list)', False)
+    return False
+
+
+def _power(run, record, status):
+    action = 'os-start' if record['target_status'] == 'ACTIVE' else 'os-stop'
+    server_action(run.conn, record['id'], {action: None}, run.servers_microversion,
+                  '%s server %s (%s), evacuated %s' % (action[3:], record['name'], record['id'], status))
+    run.note_change()
+    record['power_action'] = action[3:]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the whole host
+
+
+def _check_down(service, host):
+    if service['forced_down'] or service['state'] == 'down':
+        return
+    raise EvacuationError(
+        'refusing to evacuate %s: its nova-compute service is up and not forced down (last report %s). Evacuating '
+        'a host that is not really down runs its instances twice, and Nova refuses it ("Compute service of %s is '
+        'still in use"). Fence %s, force its service down (openstack_ha.recovery.nova_service forced_down=true), '
+        'then run this again.' % (host, service['updated_at'] or 'unknown', host, host))
+
+
+def _plan(conn, host, options):
+    """The records of the instances on the host and of those an earlier run moved but left locked; warnings."""
+    warnings = []
+    raw_servers = host_servers(conn, host)
+    newest = _newest_by_instance(evacuation_migrations(conn, host)) if raw_servers else {}
+    aggregates = [a for a in list_aggregates(conn) if host in a['hosts']]
+    stale = [raw for raw in locked_servers(conn) if our_lock(raw, host) and _host_of(raw) != host]
+    images = {}
+
+    def reader(raw):
+        image = raw.get('image')
+        image_id = image.get('id') if isinstance(image, dict) else None
+
+        def read():
+            if not image_id:
+                return None
+            if image_id not in images:
+                images[image_id] = image_properties(conn, image_id)
+            return images[image_id]
+        return read
+
+    records = []
+    for raw, moved_before in [(raw, False) for raw in raw_servers] + [(raw, True) for raw in stale]:
+        specs = (raw.get('flavor') or {}).get('extra_specs') or {}
+        evacuable, source = resolve_evacuable(options['evacuable_tag'], options['evacuable_sources'],
+                                              options['evacuable_default'], specs, reader(raw), aggregates)
+        priority, priority_source, warning = resolve_priority(options['priority_tag'], specs, reader(raw))
+        if warning:
+            warnings.append('%s (%s): %s' % (raw.get('name'), raw.get('id'), warning))
+        record = _new_record(raw, host, evacuable, source, priority, priority_source)
+        record['lock'] = _lock_state(raw, host)
+        if moved_before:
+            record.update(action='wait', resumed=True, to=_host_of(raw), target_status=our_lock(raw, host),
+                          reason='moved (or moving) by an earlier run of nova_evacuate that did not finish: checking '
+                                 'it and unlocking it')
+        else:
+            _select(record, raw, host, newest, options)
+        records.append(record)
+    for option in ('include', 'exclude'):
+        for name in options[option]:
+            if not any(_matches(r, [name]) for r in records if r['to'] is None):
+                warnings.append('%s entry %r matches no instance on %s' % (option, name, host))
+    return sorted(records, key=lambda r: (r['name'] or '', r['id'])), warnings
+
+
+def _totals(records, run, started, clock):
+    count = dict((outcome, len([r for r in records if r['outcome'] == outcome]))
+                 for outcome in ('moved', 'skipped', 'failed', 'planned'))
+    return dict(instances=len(records), selected=len([r for r in records if r['outcome'] != 'skipped']),
+                resumed=len([r for r in records if r['resumed']]),
+                evacuations=run.evacuations if run else 0,
+                last_evacuation_after=run.last_evacuation if run else None,
+                seconds=round(clock() - started, 1), **count)
+
+
+def _diff(records, target_hosts):
+    acting = [r for r in records if r['action'] != 'none']
+
+    def after(record):
+        host = record['to'] or (record['candidates'][0] if target_hosts and record['candidates'] else '(scheduler)')
+        return dict(host=host, status=record['target_status'] if record['outcome'] != 'failed'
+                    else record['status_after'])
+    return dict(before=dict((r['id'], dict(host=r['from'], status=r['status_before'])) for r in acting),
+                after=dict((r['id'], after(r)) for r in acting))
+
+
+def _failure_message(host, records, totals):
+    failed = [r for r in records if r['outcome'] == 'failed']
+    shown = '; '.join('%s (%s): %s' % (r['name'], r['id'], r['reason']) for r in failed[:10])
+    more = '; and %d more' % (len(failed) - 10) if len(failed) > 10 else ''
+    return ('evacuation of %s incomplete: %d of %d selected instance(s) did not reach their target state on another '
+            'host - %s%s. Moved: %d, skipped: %d; the record of every instance is in `instances`.'
+            % (host, len(failed), totals['selected'], shown, more, totals['moved'], totals['skipped']))
+
+
+def evacuate_host(conn, host, concurrency=10, evacuable_default=True, evacuable_sources=EVACUABLE_SOURCES,
+                  evacuable_tag='evacuable', exclude=(), include=(), include_error=False,
+                  priority_tag='evacuation_priority', retries=2, target_hosts=(), target_spread=True, timeout=300,
+                  check_mode=False, clock=time.monotonic, sleep=time.sleep, poll_interval=None):
+    """nova_evacuate: evacuate the instances of a failed host, or (check_mode) plan it from real reads.
+
+    Returns dict(changed, diff, warnings, and RESULT_KEYS). Raises EvacuationError with the same facts when it
+    refuses, and when any selected instance did not reach its target state after everything was tried.
+    """
+    started = clock()
+    target_hosts = list(target_hosts or [])
+    options = dict(evacuable_default=evacuable_default, evacuable_sources=list(evacuable_sources),
+                   evacuable_tag=evacuable_tag, exclude=list(exclude or []), include=list(include or []),
+                   include_error=include_error, priority_tag=priority_tag)
+    facts = dict(changed=False, host=host, service=None, microversion=None, instances=[], groups=[], capacity=None,
+                 totals=None)
+    run = None
+    try:
+        both = sorted(set(options['include']) & set(options['exclude']))
+        if both:
+            raise EvacuationError('%s listed in both include and exclude: keep each in one list' % ', '.join(both))
+        for name, value, low in (('concurrency', concurrency, 1), ('retries', retries, 0), ('timeout', timeout, 1)):
+            if value < low:
+                raise EvacuationError('%s must be at least %d, not %d' % (name, low, value))
+        services = compute_services(conn)
+        service = facts['service'] = find_service(services, host)
+        _check_down(service, host)
+        microversion = facts['microversion'] = evacuate_microversion(conn)
+        usable, excluded = _usable_targets(host, service['zone'], services, list_aggregates(conn), target_hosts)
+        records, warnings = _plan(conn, host, options)
+        facts['instances'] = records
+        groups = _groups(records)
+        facts['groups'] = [dict(priority=g[0]['priority'], instances=[r['id'] for r in g]) for g in groups]
+        facts['capacity'] = _capacity(conn, usable, excluded, groups, target_hosts, target_spread)
+        if any(r['action'] == 'evacuate' for r in records) and not usable:
+            raise EvacuationError('no host can take the instances of %s: %s. Nova would put every instance it '
+                                  'cannot place in ERROR; enable or add hosts first' % (host, ', '.join(
+                                      '%s (%s)' % (e['host'], e['reason']) for e in excluded)
+                                      or 'Nova knows no other host in its availability zone and aggregates'))
+        if check_mode:
+            for record in records:
+                if record['action'] != 'none':
+                    record['outcome'] = 'planned'
+            changed = any(r['action'] == 'evacuate' or r['lock'] == 'earlier run' for r in records
+                          if r['action'] != 'none')
+            return dict(facts, changed=changed, totals=_totals(records, None, started, clock), warnings=warnings,
+                        diff=_diff(records, target_hosts))
+        run = _Run(conn, host, microversion, timeout, retries, target_hosts, clock, sleep,
+                   POLL_INTERVAL if poll_interval is None else poll_interval, started)
+        for group in groups:
+            with ThreadPoolExecutor(max_workers=min(concurrency, len(group))) as pool:
+                list(pool.map(lambda record: move_instance(run, record), group))
+        totals = facts['totals'] = _totals(records, run, started, clock)
+        facts['changed'] = run.changed
+        if totals['failed']:
+            raise EvacuationError(_failure_message(host, records, totals), dict(facts, warnings=warnings))
+        return dict(facts, warnings=warnings, diff=_diff(records, target_hosts))
+    except EvacuationError as exc:
+        if exc.facts:
+            raise
+        raise EvacuationError(exc.msg, _facts(facts, run))
+    except RecoveryError as exc:
+        raise EvacuationError(exc.msg, _facts(facts, run))
+
+
+def _facts(facts, run):
+    facts = dict(facts)
+    facts['changed'] = bool(run and run.changed)
+    return facts
