@@ -4,11 +4,10 @@ What it does, with what the collection has today:
   1. starts the lab (lab/labctl up) and boots servers on compute1 (with and without a network port);
   2. crashes compute1 (its nova-compute is killed; the BMC still reports power on, like a kernel panic);
   3. waits until Nova itself reports the host down (heartbeats stopped);
-  4. fences compute1 with the collection's `openstack_ha.recovery.ipmi_fence` module over real IPMI, which
-     powers it off and verifies the power state before anything else happens;
-  5. forces the nova-compute service down, disables it with a reason, and evacuates every server
-     (openstacksdk directly for now: the collection's nova modules are the next piece of work);
-  6. waits until each server is ACTIVE on another host, and prints where each one went and how long it took.
+  4. runs demo/recover.yml (through ansible-runner, as AWX would): the collection's `ipmi_fence` powers the host
+     off over real IPMI and verifies it, `nova_service` forces the service down and then disables it with a
+     reason, `nova_evacuate` moves every server and tracks each one to ACTIVE on another host;
+  5. prints each step's result, where each server went and how long it took, and checks it through Nova.
 The lab is left running (`lab/labctl down` stops it; `lab/labctl reset` cleans it).
 """
 
@@ -54,22 +53,24 @@ def collection_path():
     return root
 
 
-def fence(env):
-    """Run demo/fence.yml (the ipmi_fence module) through ansible-runner, as AWX would; return the task result."""
+def recover(env):
+    """Run demo/recover.yml through ansible-runner; return {task name: result} for the target host."""
     import ansible_runner
     run = ansible_runner.run(
         private_data_dir=tempfile.mkdtemp(prefix='ohdemo-runner-'),
-        playbook=os.path.join(REPO, 'demo', 'fence.yml'), inventory=env['inventory'],
-        extravars={'target': HOST}, quiet=True,
-        envvars={'ANSIBLE_COLLECTIONS_PATH': collection_path(), 'PATH': VENV_BIN + os.pathsep + os.environ['PATH']})
-    results = [e['event_data']['res'] for e in run.events
-               if e.get('event') in ('runner_on_ok', 'runner_on_failed', 'runner_on_unreachable')]
-    if not results:
-        sys.exit('demo: the fence playbook did not run (%s):\n%s' % (run.status, run.stdout.read()[-3000:]))
-    result = results[-1]
-    if run.rc != 0 or not result.get('verified'):
-        sys.exit('demo: fencing %s failed: %s' % (HOST, result.get('msg', result)))
-    return result
+        playbook=os.path.join(REPO, 'demo', 'recover.yml'), inventory=env['inventory'],
+        extravars={'target': HOST, 'cloud': env['cloud']}, quiet=True,
+        envvars={'ANSIBLE_COLLECTIONS_PATH': collection_path(), 'OS_CLIENT_CONFIG_FILE': env['clouds_yaml'],
+                 'PATH': VENV_BIN + os.pathsep + os.environ['PATH']})
+    results = {}
+    for event in run.events:
+        if event.get('event') in ('runner_on_ok', 'runner_on_failed', 'runner_on_unreachable'):
+            results[event['event_data']['task']] = event['event_data']['res']
+    if run.rc != 0:
+        failed = {task: res.get('msg') for task, res in results.items() if res.get('failed')}
+        sys.exit('demo: the recovery playbook failed (%s): %s\n%s' % (
+            run.status, failed or 'no task result', run.stdout.read()[-3000:] if not failed else ''))
+    return results
 
 
 def main():
@@ -92,47 +93,34 @@ def main():
     t_crash = time.monotonic()
     say('CRASH: %s nova-compute killed (BMC still says power on)' % HOST)
 
-    def service():
-        return next(iter(conn.compute.services(binary='nova-compute', host=HOST)))
-    wait_for('Nova to notice', lambda: service().state == 'down', 60)
+    def nova_state():
+        return next(iter(conn.compute.services(binary='nova-compute', host=HOST))).state
+    wait_for('Nova to notice', lambda: nova_state() == 'down', 60)
     say('Nova reports %s down (heartbeats stopped; %.1fs after the crash)' % (HOST, time.monotonic() - t_crash))
 
-    t_fence = time.monotonic()
-    result = fence(env)
-    say('FENCED with openstack_ha.recovery.ipmi_fence: power %s -> %s, verified=%s in %.2fs (module %ss)' % (
-        result.get('power_before'), result.get('power'), result.get('verified'),
-        time.monotonic() - t_fence, result.get('elapsed')))
+    t_recover = time.monotonic()
+    results = recover(env)
+    fence = results['Fence the host through its BMC and verify it is off']
+    say('FENCED by ipmi_fence: power %s -> %s, verified=%s after %d attempt(s), %.2fs in the module' % (
+        fence['power_before'], fence['power'], fence['verified'], fence['attempts'], fence['elapsed']))
+    service = results['Force the nova-compute service down, then disable it with a reason']['service']
+    say('nova_service: %s forced_down=%s, %s (%s)' % (
+        HOST, service['forced_down'], service['status'], service['disabled_reason']))
+    evacuation = results['Evacuate every instance to healthy hosts']
+    for record in evacuation['instances']:
+        say('  %-28s %-7s %s -> %s, %s, attempt(s) %s, %.1fs' % (
+            record['name'], record['outcome'], record['from'], record['to'], record['status_after'],
+            record['attempts'], record['seconds'] or 0))
+    say('nova_evacuate totals: %s (playbook %.1fs)' % (evacuation['totals'], time.monotonic() - t_recover))
 
-    svc = service()
-    conn.compute.update_service_forced_down(svc, HOST, 'nova-compute', True)
-    conn.compute.disable_service(svc, HOST, 'nova-compute',
-                                 disabled_reason='openstack_ha demo: host failed, fenced by IPMI')
-    say('nova-compute on %s forced down, then disabled with a reason' % HOST)
-
-    started = {}
+    # Do not take the modules' word for it: read Nova.
     for s in servers:
-        resp = conn.compute.post('/servers/%s/action' % s['id'], json={'evacuate': {}},
-                                 microversion=EVACUATE_MICROVERSION)
-        if resp.status_code != 200:
-            sys.exit('demo: evacuate of %s refused: %s %s' % (s['name'], resp.status_code, resp.text))
-        started[s['id']] = time.monotonic()
-    say('evacuation requested for %d servers' % len(servers))
-
-    pending = {s['id']: s for s in servers}
-    while pending:
-        for sid in list(pending):
-            srv = conn.compute.get_server(sid)
-            if srv.status == 'ACTIVE' and srv.task_state is None and srv.compute_host != HOST:
-                say('  %-28s ACTIVE on %s (%.1fs)' % (srv.name, srv.compute_host, time.monotonic() - started[sid]))
-                del pending[sid]
-            elif srv.status == 'ERROR':
-                sys.exit('demo: %s went to ERROR: %s' % (srv.name, srv.fault))
-        if time.monotonic() - t_crash > 180:
-            sys.exit('demo: servers not recovered within 180 s: %s' % ', '.join(s['name'] for s in pending.values()))
-        time.sleep(0.25)
+        srv = conn.compute.get_server(s['id'])
+        if srv.status != 'ACTIVE' or srv.compute_host == HOST:
+            sys.exit('demo: Nova says %s is %s on %s' % (srv.name, srv.status, srv.compute_host))
     say('RECOVERED: all %d servers ACTIVE on other hosts, %.1fs after the crash' % (
         len(servers), time.monotonic() - t_crash))
-    print(json.dumps({'host': HOST, 'servers': len(servers), 'fence_verified': result.get('verified'),
+    print(json.dumps({'host': HOST, 'servers': len(servers), 'fence_verified': fence['verified'],
                       'seconds_crash_to_recovered': round(time.monotonic() - t_crash, 1)}))
 
 
