@@ -888,9 +888,9 @@ def cmd_reset(args):
     t0 = time.monotonic()
     conn = connect()
     hosts = host_names()
-    servers = list(conn.compute.servers(all_projects=True))
-    for server in servers:
-        conn.compute.delete_server(server, force=True) if server.status != 'DELETED' else None
+    # Hosts first, servers after: a host that was evacuated must come back while its evacuated instances still
+    # exist, because its restarted compute completes the 'done' evacuation migrations only for existing
+    # instances, and Nova refuses forced_down=false while any 'done' one remains.
     for host in hosts:
         fname = os.path.join(host_dir(host), 'bmc.json')
         cfg = json.loads(read(fname))
@@ -915,6 +915,9 @@ def cmd_reset(args):
         svc = services.get(host)
         if svc and svc.status == 'disabled':
             conn.compute.enable_service(svc, host, 'nova-compute')
+    servers = list(conn.compute.servers(all_projects=True))
+    for server in servers:
+        conn.compute.delete_server(server, force=True)
     for server in servers:
         conn.compute.wait_for_delete(server, interval=0.5, wait=120)
     for port in conn.network.ports(network_id=conn.network.find_network('ohlab-net').id):
