@@ -129,6 +129,11 @@ def test_bmc_fail_modes_are_switchable_and_reset_clears_them(fresh_lab):
     labctl('bmc', host, '--ok')
     assert ipmitool(bmc, 'power', 'status').strip() == 'Chassis Power is on'
 
+    labctl('bmc', host, '--fail', 'unreachable')
+    labctl('reset')
+    assert labctl('status')['hosts'][host]['bmc_fail_mode'] is None
+    assert ipmitool(bmc, 'power', 'status').strip() == 'Chassis Power is on'
+
 
 def test_labctl_rejects_unknown_host_naming_it(lab):
     proc = labctl('crash', 'no-such-host', check=False)
