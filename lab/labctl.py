@@ -55,6 +55,7 @@ PORTS = {
 }
 IPMI_PORT_BASE = BASE + 1000     # compute1 -> BASE+1001
 REDFISH_PORT_BASE = BASE + 1100  # compute1 -> BASE+1101
+SSH_PORT_BASE = BASE + 1200      # compute1 -> BASE+1201: the fake host's "sshd" (lab/ohlab_fake.py)
 
 # Lab-only credentials: the lab is reachable only on 127.0.0.1 and holds no data.
 SECRET = 'ohlab-secret'
@@ -615,7 +616,8 @@ def setup_hosts(count, sizes):
         }))
         env = {'OHLAB_VCPUS': str(sizes.get('vcpus', 1000)),
                'OHLAB_MEMORY_MB': str(sizes.get('memory_mb', 800000)),
-               'OHLAB_DISK_GB': str(sizes.get('disk_gb', 600000))}
+               'OHLAB_DISK_GB': str(sizes.get('disk_gb', 600000)),
+               'OHLAB_SSH_PORT': str(SSH_PORT_BASE + i)}
         override = read(os.path.join(hdir, 'size.json'))
         if override:
             env.update({k: str(v) for k, v in json.loads(override).items()})
@@ -788,6 +790,24 @@ def cmd_status(args):
     return {'services': services, 'hosts': hosts}
 
 
+# Group vars of the lab inventory's compute_hosts: what an operator puts in group_vars for the runbooks. Two fence
+# levels per host (IPMI, then Redfish) built from each host's BMC variables, and the lab's cloud for every role.
+RUNBOOK_VARS = {
+    'openstack_ha_cloud': CLOUD_NAME,
+    'host_fence_cloud': CLOUD_NAME,
+    'host_fence_report_interval': REPORT_INTERVAL,
+    'host_fence_bmc_username': '{{ bmc_username }}',
+    'host_fence_bmc_password': '{{ bmc_password }}',
+    # the host's sshd: once fenced it must not answer; a host whose sshd still answers is not failed over
+    'host_fence_probes': [{'host': '{{ host_ssh_address }}', 'port': '{{ host_ssh_port }}'}],
+    'host_failover_probes': [{'host': '{{ host_ssh_address }}', 'port': '{{ host_ssh_port }}'}],
+    'host_fence_levels': [
+        {'name': 'ipmi', 'methods': [{'type': 'ipmi', 'address': '{{ bmc_address }}', 'port': '{{ bmc_ipmi_port }}'}]},
+        {'name': 'redfish', 'methods': [{'type': 'redfish', 'address': '{{ bmc_redfish_url }}'}]},
+    ],
+}
+
+
 def cmd_env(args):
     hosts = {}
     for host in host_names():
@@ -796,13 +816,15 @@ def cmd_env(args):
             'bmc_address': cfg['address'], 'ipmi_port': cfg['ipmi_port'],
             'redfish_url': 'http://%s:%d' % (cfg['address'], cfg['redfish_port']),
             'bmc_username': cfg['username'], 'bmc_password': cfg['password'],
+            'ssh_address': ADDR, 'ssh_port': SSH_PORT_BASE + host_names().index(host) + 1,
             'state_dir': host_dir(host),
         }
     inventory = {'all': {'children': {'compute_hosts': {'hosts': {
         h: {'ansible_connection': 'local', 'bmc_address': v['bmc_address'], 'bmc_ipmi_port': v['ipmi_port'],
             'bmc_redfish_url': v['redfish_url'], 'bmc_username': v['bmc_username'],
-            'bmc_password': v['bmc_password']}
-        for h, v in hosts.items()}}}}}
+            'bmc_password': v['bmc_password'], 'host_ssh_address': v['ssh_address'],
+            'host_ssh_port': v['ssh_port']}
+        for h, v in hosts.items()}, 'vars': RUNBOOK_VARS}}}}
     write(path('inventory.json'), json.dumps(inventory, indent=1), mode=0o600)
     return {'clouds_yaml': path('clouds.yaml'), 'cloud': CLOUD_NAME, 'inventory': path('inventory.json'),
             'hosts': hosts, 'state_dir': STATE, 'logs': path('log'), 'venv': VENV,

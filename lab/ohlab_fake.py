@@ -10,11 +10,18 @@ Installed into the lab venv as ``nova/virt/ohlab_fake.py`` because Nova imports 
 * The host's capacity comes from the environment (OHLAB_VCPUS, OHLAB_MEMORY_MB, OHLAB_DISK_GB), so
   the lab can give hosts different sizes and tests can provoke a capacity shortfall.
 
+* The host's operating system answers on its "SSH" port (OHLAB_SSH_PORT on 127.0.0.1): a thread of this
+  process sends an SSH banner to every connection. The fake host's OS is this process: when it is killed
+  (crash, power off) the port refuses connections; when it is frozen (SIGSTOP) the kernel still completes the
+  TCP handshake but no banner ever comes, as with a hung host. Runbooks probe it the way they probe sshd.
+
 Guests still live only in memory: a restarted compute comes back with no guests, as a real host
 whose hypervisor lost its VMs in a power cut.
 """
 
 import os
+import socket
+import threading
 
 from nova.virt import fake
 from nova.virt import node
@@ -23,6 +30,25 @@ from nova.virt import node
 def _env_int(name, default):
     value = os.environ.get(name)
     return int(value) if value else default
+
+
+def _serve_ssh_banner(port):
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(('127.0.0.1', port))
+    listener.listen(64)
+
+    def serve():
+        while True:
+            conn, _peer = listener.accept()
+            try:
+                conn.sendall(b'SSH-2.0-OpenSSH_9.2p1 ohlab\r\n')
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    threading.Thread(target=serve, name='ohlab-ssh-banner', daemon=True).start()
 
 
 class LabFakeDriver(fake.FakeDriver):
@@ -34,6 +60,8 @@ class LabFakeDriver(fake.FakeDriver):
             local_gb=_env_int('OHLAB_DISK_GB', self.local_gb),
         )
         self._node_uuid = None
+        if os.environ.get('OHLAB_SSH_PORT'):
+            _serve_ssh_banner(int(os.environ['OHLAB_SSH_PORT']))
 
     def _local_node_uuid(self):
         if self._node_uuid is None:

@@ -10,56 +10,16 @@ power state through ipmitool, the host's nova-compute process through /proc, the
 import json
 import os
 import socket
-import subprocess
-import sys
-import textwrap
 
 import pytest
-import yaml
 
-from lab_helpers import REPO, compute_service, ipmitool, labctl, process_alive, wait_for
+from lab_helpers import compute_service, ipmitool, labctl, process_alive, wait_for
+from playbook_harness import PlaybookDir
 
 # func_only: the session-wide lab start (minutes on a fresh machine) must not count against one test
 pytestmark = pytest.mark.timeout(300, func_only=True)
 
 ROLE = 'openstack_ha.recovery.host_fence'
-VAULT_PASSWORD = 'lab-vault-pw'
-
-CALLBACK = textwrap.dedent('''
-    import json
-    import os
-
-    from ansible.plugins.callback import CallbackBase
-
-
-    class CallbackModule(CallbackBase):
-        """Every task result, as Ansible hands it to callbacks (no_log already applied), one JSON line each."""
-
-        CALLBACK_VERSION = 2.0
-        CALLBACK_TYPE = 'aggregate'
-        CALLBACK_NAME = 'task_results'
-        CALLBACK_NEEDS_ENABLED = True
-
-        def _write(self, record):
-            with open(os.environ['TASK_RESULTS_FILE'], 'a') as out:
-                out.write(json.dumps(record, default=str) + '\\n')
-
-        def _result(self, status, result):
-            self._write(dict(status=status, task=result._task.get_name(), host=result._host.get_name(),
-                             result=result._result))
-
-        def v2_runner_on_ok(self, result):
-            self._result('ok', result)
-
-        def v2_runner_on_failed(self, result, ignore_errors=False):
-            self._result('failed', result)
-
-        def v2_runner_on_skipped(self, result):
-            self._result('skipped', result)
-
-        def v2_playbook_on_stats(self, stats):
-            self._write(dict(stats={host: stats.summarize(host) for host in stats.processed}))
-''')
 
 STORAGE_BLOCKLIST = '''
 - name: Blocklist the host on the shared storage (lab stand-in, writes a marker)
@@ -122,54 +82,15 @@ def redfish_method(lab, host, **extra):
                      password=bmc['bmc_password']), **extra)
 
 
-class Run:
-    def __init__(self, proc, records):
-        self.rc = proc.returncode
-        self.output = proc.stdout + proc.stderr
-        self.records = [record for record in records if 'task' in record]
-        stats = [record['stats'] for record in records if 'stats' in record]
-        self.stats = stats[-1] if stats else {}
-
-    def results(self, task):
-        return [record for record in self.records if record['task'].endswith(task)]
-
-    def role_changes(self):
-        """Names of the role's tasks that reported a change (the stand-in step after the role left out)."""
-        return [record['task'].split(' : ', 1)[1] for record in self.records
-                if record['task'].startswith(ROLE + ' : ') and record['result'].get('changed')]
-
-    def fact(self, name):
-        found = [record['result']['ansible_facts'][name] for record in self.records
-                 if name in record['result'].get('ansible_facts', {})]
-        assert found, 'no task set %s:\n%s' % (name, self.output[-3000:])
-        return found[-1]
-
-
-class Playbooks:
-    """Inventory, playbooks and tasks files in a test's directory; play() runs ansible-playbook on them."""
+class Playbooks(PlaybookDir):
+    """The fence and unfence playbooks and the user-supplied tasks files of the "tasks" levels."""
 
     def __init__(self, lab, directory):
-        self.lab = lab
-        self.dir = directory
-        self.runs = 0
-        collections = directory / 'collections' / 'ansible_collections' / 'openstack_ha'
-        collections.mkdir(parents=True)
-        (collections / 'recovery').symlink_to(REPO)
-        (directory / 'callback_plugins').mkdir()
-        (directory / 'callback_plugins' / 'task_results.py').write_text(CALLBACK)
-        (directory / 'vault-password').write_text(VAULT_PASSWORD)
+        super().__init__(lab, directory)
         for name, text in (('storage_blocklist.yml', STORAGE_BLOCKLIST), ('storage_unblock.yml', STORAGE_UNBLOCK),
                            ('switch_port_down.yml', SWITCH_PORT_DOWN)):
             (directory / name).write_text(text)
         self.marker = directory / 'next-step-ran'
-        bin_dir = os.path.dirname(sys.executable)
-        self.bin_dir = bin_dir
-        self.env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(directory / 'collections'),
-                        ANSIBLE_CALLBACK_PLUGINS=str(directory / 'callback_plugins'),
-                        ANSIBLE_CALLBACKS_ENABLED='task_results', ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-                        ANSIBLE_LOCALHOST_WARNING='0', ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0',
-                        ANSIBLE_RETRY_FILES_ENABLED='0', OS_CLIENT_CONFIG_FILE=self.lab['clouds_yaml'],
-                        PATH=bin_dir + os.pathsep + os.environ.get('PATH', ''))
         self._write_playbooks()
 
     def _write_playbooks(self):
@@ -183,37 +104,24 @@ class Playbooks:
         unfence = [dict(name='Unfence the repaired host', hosts='compute_hosts', gather_facts=False, tasks=[
             dict(name='Unfence it', **{'ansible.builtin.include_role': dict(name=ROLE, tasks_from='unfence')}),
         ])]
-        (self.dir / 'fence.yml').write_text(yaml.safe_dump(fence, sort_keys=False))
-        (self.dir / 'unfence.yml').write_text(yaml.safe_dump(unfence, sort_keys=False))
+        self.write_yaml('fence.yml', fence)
+        self.write_yaml('unfence.yml', unfence)
 
     def inventory(self, host, levels, vaulted_password=None, **host_vars):
         """One compute host with its fence levels; vaulted_password becomes the vaulted vault_bmc_password."""
         host_vars = dict(dict(ansible_connection='local', host_fence_cloud=self.lab['cloud'],
                               host_fence_report_interval=self.lab['report_interval'], host_fence_verify_timeout=20,
                               host_fence_levels=levels), **host_vars)
-        inventory = dict(all=dict(children=dict(compute_hosts=dict(hosts={host: host_vars}))))
-        (self.dir / 'inventory.yml').write_text(yaml.safe_dump(inventory, sort_keys=False))
+        self.write_yaml('inventory.yml', dict(all=dict(children=dict(compute_hosts=dict(hosts={host: host_vars})))))
         (self.dir / 'host_vars').mkdir(exist_ok=True)
-        vault_file = self.dir / 'host_vars' / ('%s.yml' % host)
         if vaulted_password is not None:
-            proc = subprocess.run([os.path.join(self.bin_dir, 'ansible-vault'), 'encrypt_string',
-                                   '--vault-password-file', str(self.dir / 'vault-password'),
-                                   '--name', 'vault_bmc_password', '--', vaulted_password],
-                                  env=self.env, capture_output=True, text=True, timeout=60, check=True)
-            vault_file.write_text(proc.stdout)
-            assert vaulted_password not in vault_file.read_text()
+            (self.dir / 'host_vars' / ('%s.yml' % host)).write_text(
+                self.vault_string('vault_bmc_password', vaulted_password))
 
-    def play(self, playbook='fence.yml', check=False, verbose=False, timeout=180):
-        self.runs += 1
-        results = self.dir / ('results-%d.jsonl' % self.runs)
-        argv = [os.path.join(self.bin_dir, 'ansible-playbook'), '-i', str(self.dir / 'inventory.yml'),
-                '--vault-password-file', str(self.dir / 'vault-password'), str(self.dir / playbook)]
-        argv += ['--check'] if check else []
-        argv += ['-vvv'] if verbose else []
-        proc = subprocess.run(argv, env=dict(self.env, TASK_RESULTS_FILE=str(results)), capture_output=True,
-                              text=True, timeout=timeout, check=False, cwd=str(self.dir))
-        records = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
-        return Run(proc, records)
+    def play(self, playbook='fence.yml', **kwargs):
+        run = super().play(playbook, **kwargs)
+        run.role_changes = lambda: run.changes(ROLE)
+        return run
 
 
 @pytest.fixture
