@@ -1,0 +1,163 @@
+"""Helpers of the end-to-end tests in tests/eda: processes in their own session, free ports, polling with the
+process's log on failure, plain HTTP, and the shipped Alertmanager configuration adapted to a test.
+
+Import from here (`from eda_helpers import ...`), never from a conftest or another test module.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+BIN = os.path.dirname(sys.executable)
+SHIPPED_ALERTMANAGER_CONFIG = os.path.join(REPO, 'docs', 'monitoring', 'alertmanager.yml')
+STARTUP = 90  # seconds: Alertmanager ~0.2 s, ansible-rulebook (JVM, Drools) 3-4 s on this machine kind
+
+
+def tool(name):
+    found = shutil.which(name, path=BIN + os.pathsep + os.environ.get('PATH', ''))
+    if not found:
+        pytest.fail('%s is not installed: the end-to-end tests need Debian prometheus-alertmanager (amtool), '
+                    'Java 17 and pip install -r eda-requirements.txt' % name)
+    return found
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]
+
+
+def listening(port):
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(('127.0.0.1', port)) == 0
+
+
+def read(path):
+    with open(path, errors='replace') as handle:
+        return handle.read()
+
+
+def wait_for(what, check, process, log, timeout, interval=0.02):
+    """Poll check() until it returns a true value; fail early, with the log, if the process died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if process is not None and process.poll() is not None:
+            pytest.fail('%s: the process exited with %s before that. Its output:\n%s'
+                        % (what, process.returncode, read(log)[-6000:]))
+        if time.monotonic() > deadline:
+            pytest.fail('%s: not within %s s. Output:\n%s' % (what, timeout, read(log)[-6000:] if log else ''))
+        time.sleep(interval)
+
+
+def http(url, body=None, headers=None, method=None, timeout=5):
+    """(status, text) of one request, 4xx/5xx included."""
+    request = urllib.request.Request(url, data=body, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def probe(url):
+    """Status of a GET, or None while the server does not answer yet."""
+    try:
+        return http(url, timeout=2)[0]
+    except (OSError, urllib.error.URLError):
+        return None
+
+
+class Process:
+    """A process started by the test, in its own session; stop() ends that session's process group only."""
+
+    def __init__(self, argv, log, **kwargs):
+        self.log = log
+        with open(log, 'wb') as out:
+            self.popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                          start_new_session=True, **kwargs)
+
+    def output(self):
+        return read(self.log)
+
+    def stop(self):
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.popen.pid, signal.SIGTERM)
+                self.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(15)
+            except ProcessLookupError:
+                pass
+        # children left in the group (ansible-playbook of a run in progress)
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def collections_dir(tmp):
+    """TMP/collections holding ansible_collections/openstack_ha/recovery -> this checkout (FQCN names resolve)."""
+    namespace = os.path.join(str(tmp), 'collections', 'ansible_collections', 'openstack_ha')
+    os.makedirs(namespace, exist_ok=True)
+    os.symlink(REPO, os.path.join(namespace, 'recovery'))
+    return os.path.join(str(tmp), 'collections')
+
+
+def localhost_inventory(path):
+    with open(str(path), 'w') as out:
+        yaml.safe_dump({'all': {'hosts': {'localhost': {
+            'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable}}}}, out)
+
+
+def alertmanager_config(source_url, token_file, wrong_token):
+    """The shipped alertmanager.yml with the test's URL, token file and timings, plus a receiver holding a wrong
+    token for alerts labelled token="wrong"."""
+    with open(SHIPPED_ALERTMANAGER_CONFIG) as handle:
+        config = yaml.safe_load(handle)
+    recovery_route, = [route for route in config['route']['routes'] if route['receiver'] == 'openstack-ha-recovery']
+    recovery_route.update(group_wait='0s', group_interval='1s')
+    receiver, = [entry for entry in config['receivers'] if entry['name'] == 'openstack-ha-recovery']
+    webhook, = receiver['webhook_configs']
+    webhook['url'] = source_url
+    webhook['http_config']['authorization']['credentials_file'] = token_file
+    wrong = {'name': 'wrong-token', 'webhook_configs': [dict(webhook, http_config={
+        'authorization': {'type': 'Bearer', 'credentials': wrong_token}})]}
+    config['receivers'].append(wrong)
+    config['route']['routes'].insert(0, {'receiver': 'wrong-token', 'matchers': ['token="wrong"'],
+                                         'group_by': ['host'], 'group_wait': '0s', 'group_interval': '1s'})
+    return config
+
+
+def start_alertmanager(tmp, source_url, token, wrong_token):
+    """Alertmanager (Debian prometheus-alertmanager) on a free loopback port, ready; returns (process, url)."""
+    token_file = os.path.join(str(tmp), 'alertmanager.token')
+    with open(token_file, 'w') as out:
+        out.write(token)
+    config = os.path.join(str(tmp), 'alertmanager.yml')
+    with open(config, 'w') as out:
+        yaml.safe_dump(alertmanager_config(source_url, token_file, wrong_token), out)
+    port = free_port()
+    process = Process([tool('prometheus-alertmanager'), '--config.file=%s' % config,
+                       '--storage.path=%s' % os.path.join(str(tmp), 'alertmanager-data'),
+                       '--web.listen-address=127.0.0.1:%d' % port, '--cluster.listen-address=', '--log.level=debug'],
+                      os.path.join(str(tmp), 'alertmanager.log'))
+    url = 'http://127.0.0.1:%d' % port
+    wait_for('Alertmanager ready', lambda: listening(port) and probe(url + '/-/ready') == 200,
+             process.popen, process.log, STARTUP)
+    return process, url
