@@ -14,7 +14,12 @@ this module in the lab's own venv. Commands (each accepts --json):
   crash HOST          kill HOST's nova-compute (the BMC still says power on: a kernel panic)
   freeze HOST / thaw HOST   SIGSTOP / SIGCONT HOST's nova-compute (alive but silent: the split-brain case)
   bmc HOST --fail MODE [--delay S] / bmc HOST --ok   make HOST's BMC misbehave, or behave again
-  reset               delete all servers, every BMC behaving, every host powered on, up, enabled
+  reset               delete all servers, every BMC behaving, every host powered on, up, enabled, at its default
+                      size, live migration from it working
+  resize HOST [--vcpus N] [--memory-mb N] [--disk-gb N] / resize HOST --default
+                      give an empty HOST another fake capacity (state/hosts/HOST/size.json), restarting its compute
+  live-migration HOST --fail abort|precheck / live-migration HOST --ok
+                      make live migrations from HOST fail (see lab/ohlab_fake.py), or work again
   wait-up [HOST ...]  wait until the hosts' nova-compute services report up
 
 Design notes: every service is a plain child process in its own session (no systemd), with a pid file and a
@@ -73,6 +78,11 @@ REPORT_INTERVAL = int(os.environ.get('OHLAB_REPORT_INTERVAL', '2'))
 SERVICE_DOWN_TIME = int(os.environ.get('OHLAB_SERVICE_DOWN_TIME', '8'))
 
 FAIL_MODES = ('slow', 'unreachable', 'bad_credentials', 'already_off_error', 'lying')
+# A fake host's capacity: size.json key -> the environment variable lab/ohlab_fake.py reads, and the default.
+SIZE_ENV = {'vcpus': 'OHLAB_VCPUS', 'memory_mb': 'OHLAB_MEMORY_MB', 'disk_gb': 'OHLAB_DISK_GB'}
+DEFAULT_SIZE = {'vcpus': 1000, 'memory_mb': 800000, 'disk_gb': 600000}
+LIVE_MIGRATION_FAIL_MODES = ('abort', 'precheck')
+LIVE_MIGRATION_FAIL_FILE = 'live-migration-fail'  # in the host's directory, read by lab/ohlab_fake.py
 
 
 class LabError(Exception):
@@ -620,7 +630,8 @@ def setup_hosts(count, sizes):
                'OHLAB_SSH_PORT': str(SSH_PORT_BASE + i)}
         override = read(os.path.join(hdir, 'size.json'))
         if override:
-            env.update({k: str(v) for k, v in json.loads(override).items()})
+            # {"vcpus": .., "memory_mb": .., "disk_gb": ..} (the environment variable names work too)
+            env.update({SIZE_ENV.get(k, k): str(v) for k, v in json.loads(override).items()})
         write(os.path.join(hdir, 'compute.json'), json.dumps({
             'argv': [os.path.join(BIN, 'nova-compute')] + nova_args(with_db=False) +
                     ['--config-file', os.path.join(hdir, 'nova-compute.conf')],
@@ -785,6 +796,7 @@ def cmd_status(args):
             'disabled_reason': svc.disabled_reason if svc else None,
             'bmc_power': bmc_power(host) if pid_of(path('run', 'bmc-%s.pid' % host)) else 'bmc-stopped',
             'bmc_fail_mode': bmc_config(host).get('fail_mode'),
+            'live_migration_fail': (read(live_migration_fail_file(host)) or '').strip() or None,
             'compute': compute_state(host),
         }
     return {'services': services, 'hosts': hosts}
@@ -920,6 +932,8 @@ def cmd_reset(args):
         if cfg.get('fail_mode'):
             cfg['fail_mode'] = None
             write(fname, json.dumps(cfg, indent=1), mode=0o600)
+        if os.path.exists(live_migration_fail_file(host)):
+            os.unlink(live_migration_fail_file(host))
         pid = compute_pid(host)
         if pid and compute_state(host) == 'frozen':
             os.killpg(pid, signal.SIGCONT)
@@ -945,7 +959,90 @@ def cmd_reset(args):
         conn.compute.wait_for_delete(server, interval=0.5, wait=120)
     for port in conn.network.ports(network_id=conn.network.find_network('ohlab-net').id):
         conn.network.delete_port(port)
-    return {'status': 'reset', 'servers_deleted': len(servers), 'seconds': round(time.monotonic() - t0, 1)}
+    resized = [host for host in hosts if os.path.exists(os.path.join(host_dir(host), 'size.json'))]
+    if resized:  # now empty: back to the default size
+        set_sizes(conn, dict((host, None) for host in resized))
+    return {'status': 'reset', 'servers_deleted': len(servers), 'sizes_restored': resized,
+            'seconds': round(time.monotonic() - t0, 1)}
+
+
+def restart_compute(host):
+    """Kill HOST's compute and start it again through its BMC (power cycle), as after a crash."""
+    pid = compute_pid(host)
+    if pid:
+        os.killpg(pid, signal.SIGKILL)
+        wait_for('compute of %s to die' % host, lambda: not compute_pid(host), 10)
+    power_on(host)
+
+
+def provider_inventory(conn, host):
+    """{vcpus, memory_mb, disk_gb} totals of the host's resource provider in Placement."""
+    classes = {'VCPU': 'vcpus', 'MEMORY_MB': 'memory_mb', 'DISK_GB': 'disk_gb'}
+    totals = {}
+    for provider in conn.placement.resource_providers(name=host):
+        for inventory in conn.placement.resource_provider_inventories(provider):
+            if inventory.resource_class in classes:
+                totals[classes[inventory.resource_class]] = inventory.total
+    return totals
+
+
+def set_sizes(conn, sizes_by_host):
+    """Give hosts another fake capacity: {host: {vcpus, memory_mb, disk_gb} (any of them), or None for the
+    default}. Writes each host's size.json (removed for the default) and the size into its compute.json, restarts
+    their computes and waits until Placement has the new inventories. The hosts must hold no server: the fake
+    driver keeps guests in memory, a restarted compute comes back without them. -> {host: size}"""
+    for host in sizes_by_host:
+        servers = [s.name for s in conn.compute.servers(all_projects=True, host=host)]
+        if servers:
+            raise LabError('resize %s: it holds %d server(s) (%s); the fake driver forgets its guests when its '
+                           'compute restarts: resize an empty host (labctl reset deletes every server)'
+                           % (host, len(servers), ', '.join(sorted(servers)[:5])))
+    done = {}
+    for host, sizes in sizes_by_host.items():
+        hdir = host_dir(host)
+        fname = os.path.join(hdir, 'size.json')
+        if sizes is None:
+            if os.path.exists(fname):
+                os.unlink(fname)
+        else:
+            write(fname, json.dumps(sizes))
+        done[host] = size = dict(DEFAULT_SIZE, **(sizes or {}))
+        cfg_file = os.path.join(hdir, 'compute.json')
+        cfg = json.loads(read(cfg_file))
+        cfg['env'].update({SIZE_ENV[key]: str(value) for key, value in size.items()})
+        write(cfg_file, json.dumps(cfg, indent=1))
+    for host in sizes_by_host:
+        restart_compute(host)
+    for host, size in done.items():
+        wait_for('Placement inventory of %s to be %s' % (host, size),
+                 lambda h=host, s=size: provider_inventory(conn, h) == s, 120, interval=0.5)
+    wait_up(conn, list(sizes_by_host))
+    return done
+
+
+def cmd_resize(args):
+    check_host(args.host)
+    sizes = {key: getattr(args, key) for key in SIZE_ENV if getattr(args, key) is not None}
+    if bool(sizes) == bool(args.default):
+        raise LabError('resize %s: give --vcpus, --memory-mb and/or --disk-gb, or --default' % args.host)
+    size = set_sizes(connect(), {args.host: None if args.default else sizes})[args.host]
+    return {'host': args.host, 'size': size}
+
+
+def live_migration_fail_file(host):
+    return os.path.join(host_dir(host), LIVE_MIGRATION_FAIL_FILE)
+
+
+def cmd_live_migration(args):
+    check_host(args.host)
+    if bool(args.fail) == bool(args.ok):
+        raise LabError('live-migration %s: give exactly one of --fail MODE or --ok' % args.host)
+    fname = live_migration_fail_file(args.host)
+    if args.fail:
+        write(fname, args.fail + '\n')
+    elif os.path.exists(fname):
+        os.unlink(fname)
+    return {'host': args.host, 'live_migration_fail': args.fail}
 
 
 def cmd_wait_up(args):
@@ -980,6 +1077,16 @@ def main(argv=None):
     p.add_argument('--ok', action='store_true')
     p.add_argument('--delay', type=float, help='seconds, for --fail slow')
     sub.add_parser('reset')
+    p = sub.add_parser('resize')
+    p.add_argument('host')
+    p.add_argument('--vcpus', type=int)
+    p.add_argument('--memory-mb', dest='memory_mb', type=int)
+    p.add_argument('--disk-gb', dest='disk_gb', type=int)
+    p.add_argument('--default', action='store_true', help='back to the default size')
+    p = sub.add_parser('live-migration')
+    p.add_argument('host')
+    p.add_argument('--fail', choices=LIVE_MIGRATION_FAIL_MODES)
+    p.add_argument('--ok', action='store_true')
     p = sub.add_parser('wait-up')
     p.add_argument('hosts', nargs='*')
     p.add_argument('--timeout', type=float, default=90)
@@ -987,7 +1094,8 @@ def main(argv=None):
     # json flag may also come after the sub-command
     handlers = {'up': cmd_up, 'down': cmd_down, 'status': cmd_status, 'env': cmd_env, 'boot': cmd_boot,
                 'crash': cmd_crash, 'freeze': cmd_freeze, 'thaw': lambda a: cmd_freeze(a, signal.SIGCONT),
-                'bmc': cmd_bmc, 'reset': cmd_reset, 'wait-up': cmd_wait_up}
+                'bmc': cmd_bmc, 'reset': cmd_reset, 'wait-up': cmd_wait_up, 'resize': cmd_resize,
+                'live-migration': cmd_live_migration}
     try:
         result = handlers[args.command](args)
     except LabError as e:

@@ -60,10 +60,13 @@ from ansible_collections.openstack_ha.recovery.plugins.module_utils._nova import
     hypervisor_nodes,
     image_properties,
     instance_record,
+    is_reserved_reason,
     list_aggregates,
     migration_record,
-    provider_free,
+    neighbour_services,
+    provider_room,
     resolve_evacuable,
+    update_service,
 )
 from ansible_collections.openstack_ha.recovery.plugins.module_utils._openstack import RecoveryError
 
@@ -89,7 +92,12 @@ POLL_INTERVAL = 1.0
 # While its migration is under way, an instance's server record is read only this often (seconds).
 SERVER_CHECK = 10.0
 
-RESULT_KEYS = ('capacity', 'groups', 'host', 'instances', 'microversion', 'service', 'totals')
+# Where instances go (target_order): the scheduler, reserved hosts only, or one pool first and the other after.
+TARGET_ORDERS = ('scheduler', 'reserved', 'reserved_then_scheduler', 'scheduler_then_reserved')
+# What to do when the capacity estimate says some instances would not fit (capacity_policy).
+CAPACITY_POLICIES = ('partial', 'fail', 'ignore')
+
+RESULT_KEYS = ('capacity', 'groups', 'host', 'instances', 'microversion', 'reserved_hosts_used', 'service', 'totals')
 
 
 class EvacuationError(NovaError):
@@ -214,7 +222,7 @@ def _new_record(raw, host, evacuable, evacuable_source, priority, priority_sourc
         'evacuable': evacuable, 'evacuable_source': evacuable_source,
         'needs': info['needs'],
         'action': 'none', 'outcome': None, 'reason': None,
-        'candidates': [], 'attempts': 0, 'history': [],
+        'candidates': [], 'target_pool': None, 'attempts': 0, 'history': [],
         'lock': 'none', 'power_action': None, 'resumed': False, 'seconds': None,
     }
 
@@ -308,10 +316,9 @@ def _unusable_reason(service):
     return None
 
 
-def _usable_targets(host, zone, services, aggregates, target_hosts):
-    """(usable host names in order, excluded [{host, reason, disabled_reason}]). Raises EvacuationError."""
-    if not target_hosts:
-        return capacity_hosts(host, zone, services, aggregates)
+def _listed_targets(host, services, target_hosts):
+    """The usable target_hosts in order, and those left out: (usable, excluded [{host, reason, disabled_reason}]).
+    Raises EvacuationError for the failed host itself, NovaError for an unknown host."""
     usable, excluded = [], []
     for name in target_hosts:
         if name == host:
@@ -325,61 +332,200 @@ def _usable_targets(host, zone, services, aggregates, target_hosts):
     return usable, excluded
 
 
+def _reserved_pool(host, zone, services, aggregates, reserved_hosts, discover):
+    """The reserved hosts to use, in order - those listed in reserved_hosts, then (discover) the other hosts of
+    the host's availability zone and aggregates disabled with a reserved reason, by name - and those left out.
+
+    A reserved host is usable when it is up and not forced down, and enabled, or disabled with a reserved reason
+    (a listed one also without any reason): this run enables it when it sends it an instance. A host disabled for
+    another reason (maintenance, a failover) is left out: enabling it would undo what disabled it.
+    -> (usable [names], excluded [{host, reason, disabled_reason}]). Raises EvacuationError, NovaError.
+    """
+    usable, excluded = [], []
+
+    def consider(service, listed):
+        name, reason = service['host'], service['disabled_reason']
+        if name in usable or any(e['host'] == name for e in excluded):
+            return
+        unusable = 'forced down' if service['forced_down'] else 'down' if service['state'] != 'up' else None
+        reserved_reason = is_reserved_reason(reason) or (listed and not reason)
+        if unusable is None and not service['enabled'] and not reserved_reason:
+            unusable = 'disabled'
+        if unusable:
+            excluded.append(dict(host=name, reason=unusable, disabled_reason=reason))
+        else:
+            usable.append(name)
+
+    for name in reserved_hosts:
+        if name == host:
+            raise EvacuationError('reserved_hosts lists %s, the host being evacuated: list other hosts' % host)
+        consider(find_service(services, name), True)
+    if discover:
+        for service in neighbour_services(host, zone, services, aggregates):
+            if not service['enabled'] and is_reserved_reason(service['disabled_reason']):
+                consider(service, False)
+    return usable, excluded
+
+
+def _pools(host, zone, services, aggregates, target_hosts, target_order, reserved_hosts, discover):
+    """Where instances may go, in the order they are tried: [(kind, [hosts])] with kind 'target_hosts',
+    'scheduler' or 'reserved'; and the hosts left out. A host in the reserved pool is not in the scheduler's."""
+    if target_hosts:
+        usable, excluded = _listed_targets(host, services, target_hosts)
+        return [('target_hosts', usable)], excluded
+    kinds = target_order.split('_then_')
+    reserved, reserved_excluded = [], []
+    if 'reserved' in kinds:
+        reserved, reserved_excluded = _reserved_pool(host, zone, services, aggregates, reserved_hosts, discover)
+    excluded = []
+    scheduler = []
+    if 'scheduler' in kinds:
+        scheduler, excluded = capacity_hosts(host, zone, services, aggregates)
+        scheduler = [h for h in scheduler if h not in reserved]
+        excluded = [e for e in excluded if e['host'] not in reserved]
+    excluded += [e for e in reserved_excluded if all(e['host'] != x['host'] for x in excluded)]
+    return [(kind, reserved if kind == 'reserved' else scheduler) for kind in kinds], excluded
+
+
 def _fits(free, needs):
-    return all(free[key] >= needs[key] for key, dummy in RESOURCES)
+    """Whether `needs` fits in `free`; a host's free figures carry max_unit, the most one allocation may take
+    (Placement refuses more, however much is free)."""
+    return all(free[key] >= needs[key] and ('max_unit' not in free or free['max_unit'][key] >= needs[key])
+               for key, dummy in RESOURCES)
 
 
-def _plan_targets(groups, usable, free_by_host, target_hosts, target_spread):
-    """Each instance's candidate hosts, and a first-fit placement in priority order to find the instances that
-    would not fit. Returns the unplaced records."""
-    remaining = dict((h, dict(free_by_host[h])) for h in usable)
+def _pool_order(kind, hosts, free):
+    """A pool's hosts in the order they fill: the scheduler's the most free memory first (Nova's default weighers
+    spread), reserved hosts as given (one spare is filled before the next is taken)."""
+    if kind == 'scheduler':
+        return sorted(hosts, key=lambda h: (-free[h]['memory_mb'], h))
+    return list(hosts)
+
+
+def _candidates(pools, free_by_host, needs, planned_pool, planned_host):
+    """The hosts an instance's attempts may name, in order: the hosts of its planned pool with room for it alone
+    (its planned reserved host first), then those of the other pools."""
+    parts = []
+    for kind, hosts in pools:
+        part = [h for h in _pool_order(kind, hosts, free_by_host) if _fits(free_by_host[h], needs)]
+        if kind == planned_pool:
+            if kind == 'reserved' and planned_host in part:
+                part.remove(planned_host)
+                part.insert(0, planned_host)
+            parts.insert(0, part)
+        else:
+            parts.append(part)
+    return [h for part in parts for h in part]
+
+
+def _plan_targets(groups, pools, free_by_host, target_spread):
+    """Each instance's pool and candidate hosts, from a first-fit placement in priority order over the pools in
+    their order; returns the records that would not fit anywhere (unplaced)."""
+    remaining = dict((h, dict(free_by_host[h], max_unit=dict(free_by_host[h]['max_unit'])))
+                     for dummy, hosts in pools for h in hosts)
     unplaced = []
     index = 0
     for group in groups:
         for record in group:
-            if target_hosts:
+            needs = record['needs']
+            if pools[0][0] == 'target_hosts':
+                usable = pools[0][1]
                 start = index % len(usable) if target_spread and usable else 0
-                order = usable[start:] + usable[:start]
-                record['candidates'] = order
+                record['candidates'] = usable[start:] + usable[:start]
                 index += 1
+                tries = [('target_hosts', record['candidates'])]
             else:
-                # the hosts the scheduler could choose, the most free memory first
-                order = sorted(usable, key=lambda h: (-remaining[h]['memory_mb'], h))
-                record['candidates'] = sorted((h for h in usable if _fits(free_by_host[h], record['needs'])),
-                                              key=lambda h: (-free_by_host[h]['memory_mb'], h))
+                tries = [(kind, _pool_order(kind, hosts, remaining)) for kind, hosts in pools]
+            planned_pool = planned_host = None
+            if record['action'] == 'evacuate':  # one already moving holds resources on its destination
+                for kind, order in tries:
+                    planned_host = next((h for h in order if _fits(remaining[h], needs)), None)
+                    if planned_host is not None:
+                        planned_pool = kind
+                        break
+            if pools[0][0] != 'target_hosts':
+                record['candidates'] = _candidates(pools, free_by_host, needs, planned_pool, planned_host)
+            record['target_pool'] = planned_pool
             if record['action'] != 'evacuate':
-                continue  # already moving: its destination holds its resources
-            chosen = next((h for h in order if _fits(remaining[h], record['needs'])), None)
-            if chosen is None:
+                continue
+            if planned_host is None:
                 unplaced.append(record)
                 continue
             for key, dummy in RESOURCES:
-                remaining[chosen][key] -= record['needs'][key]
+                remaining[planned_host][key] -= needs[key]
     return unplaced
 
 
-def _capacity(conn, usable, excluded, groups, target_hosts, target_spread):
-    nodes = hypervisor_nodes(conn) if usable else {}
+def _capacity(conn, pools, excluded, groups, target_spread):
+    hosts = [(kind, h) for kind, names in pools for h in names]
+    nodes = hypervisor_nodes(conn) if hosts else {}
     free_by_host = {}
-    for name in usable:
+    for dummy, name in hosts:
         free = dict((key, 0) for key, dummy in RESOURCES)
+        free['max_unit'] = dict((key, 0) for key, dummy in RESOURCES)
         for provider in nodes.get(name, []):
-            for key, value in provider_free(conn, provider, name).items():
-                free[key] += value
+            room, max_unit = provider_room(conn, provider, name)
+            for key, dummy in RESOURCES:
+                free[key] += room[key]
+                free['max_unit'][key] = max(free['max_unit'][key], max_unit[key])
         free_by_host[name] = free
-    unplaced = _plan_targets(groups, usable, free_by_host, target_hosts, target_spread)
+    unplaced = _plan_targets(groups, pools, free_by_host, target_spread)
     moving = [r for group in groups for r in group if r['action'] == 'evacuate']
     needed = dict((key, sum(r['needs'][key] for r in moving)) for key, dummy in RESOURCES)
     free = dict((key, sum(f[key] for f in free_by_host.values())) for key, dummy in RESOURCES)
+
+    def free_only(name):
+        return dict((key, free_by_host[name][key]) for key, dummy in RESOURCES)
     return dict(
-        hosts=[dict(host=h, free=free_by_host[h]) for h in usable],
+        hosts=[dict(host=h, pool=kind, free=free_only(h), max_unit=free_by_host[h]['max_unit']) for kind, h in hosts],
         excluded_hosts=excluded,
         needed=needed,
         free=free,
         shortfall=dict((key, max(needed[key] - free[key], 0)) for key in needed),
         sufficient=not unplaced,
-        unplaced=[dict(id=r['id'], name=r['name'], needs=r['needs']) for r in unplaced],
+        unplaced=[dict(id=r['id'], name=r['name'], priority=r['priority'], needs=r['needs']) for r in unplaced],
     )
+
+
+def _describe_needs(needs):
+    return ', '.join('%s=%s' % (key, needs[key]) for key, dummy in RESOURCES)
+
+
+def _pool_words(pools):
+    words = []
+    for kind, hosts in pools:
+        label = dict(target_hosts='target_hosts', scheduler='the scheduler\'s hosts', reserved='reserved hosts')[kind]
+        words.append('%s (%s)' % (label, ', '.join(hosts) or 'none'))
+    return ' then '.join(words)
+
+
+def _shortfall_message(host, capacity, pools, total):
+    unplaced = capacity['unplaced']
+    shown = '; '.join('%s (%s, priority %d) needs %s' % (u['name'], u['id'], u['priority'], _describe_needs(u['needs']))
+                      for u in unplaced[:10])
+    more = '; and %d more' % (len(unplaced) - 10) if len(unplaced) > 10 else ''
+    return ('refusing to evacuate %s: %d of %d instance(s) to move would not fit on %s: %s%s (free together: %s; '
+            'placed first-fit in priority order over what Placement reports free). Nothing was moved '
+            '(capacity_policy=fail). Make room (enable or add hosts, or use reserved hosts with target_order), or run '
+            'with capacity_policy=partial to move what fits, highest priority first.'
+            % (host, len(unplaced), total, _pool_words(pools), shown, more, _describe_needs(capacity['free'])))
+
+
+def _apply_capacity_policy(host, records, capacity, pools, policy):
+    """fail: raise before anything moves when some instance would not fit; partial: those instances are not
+    evacuated and fail with a 'no capacity' reason; ignore: every selected instance is sent, Nova decides."""
+    if not capacity['unplaced'] or policy == 'ignore':
+        return
+    total = len([r for r in records if r['action'] == 'evacuate'])
+    if policy == 'fail':
+        raise EvacuationError(_shortfall_message(host, capacity, pools, total))
+    unplaced = set(u['id'] for u in capacity['unplaced'])
+    for record in records:
+        if record['id'] in unplaced:
+            reason = ('no capacity: it needs %s and, after the instances of higher or equal priority before it, none '
+                      'of %s has that much free (first-fit estimate over Placement); not evacuated '
+                      '(capacity_policy=partial)' % (_describe_needs(record['needs']), _pool_words(pools)))
+            record.update(action='none', outcome='failed', reason=reason)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -391,7 +537,7 @@ class _Run:
     evacuation migrations, read with one request for every worker at most once per poll interval."""
 
     def __init__(self, conn, host, microversion, timeout, retries, target_hosts, clock, sleep, poll_interval,
-                 started):
+                 started, pools=(), reserved_services=None):
         self.conn = conn
         self.host = host
         self.microversion = microversion
@@ -399,6 +545,11 @@ class _Run:
         self.timeout = timeout
         self.retries = retries
         self.target_hosts = target_hosts
+        self.pool_kinds = [kind for kind, dummy in pools] or ['scheduler']
+        # reserved hosts by name -> their service as read before the run; those disabled are enabled on demand
+        self.reserved_services = dict(reserved_services or {})
+        self.reserved_lock = threading.Lock()
+        self.enabled_hosts = []
         self.clock = clock
         self.sleep = sleep
         self.poll_interval = poll_interval
@@ -422,6 +573,17 @@ class _Run:
             self.changed = True
             self.evacuations += 1
             self.last_evacuation = round(self.clock() - self.started, 1)
+
+    def enable_reserved(self, host):
+        """Enable a disabled reserved host before the first evacuation that names it (once, whatever the number of
+        workers): Nova's scheduler never places an instance on a disabled host, even one named. Raises NovaError."""
+        with self.reserved_lock:
+            service = self.reserved_services.get(host)
+            if service is None or service['enabled'] or host in self.enabled_hosts:
+                return
+            update_service(self.conn, service, dict(status='enabled'))
+            self.enabled_hosts.append(host)
+            self.note_change()
 
     def abort(self, reason):
         with self.lock:
@@ -536,18 +698,29 @@ def _unlock(run, record):
 def _choose_target(run, record, tried):
     """The host of the next attempt; None lets the scheduler choose.
 
-    target_hosts: the instance's candidates in order, round and round. The scheduler: it chooses first; a retry
-    names the first candidate that has not failed the instance yet (the scheduler still checks that host), or
-    leaves the choice to the scheduler again when there is none.
+    target_hosts: the instance's candidates in order, round and round. Otherwise the first attempt follows the
+    plan - the scheduler chooses, or it names the reserved host planned for it - and a retry names the first
+    candidate that has not failed the instance yet (the scheduler still checks that host); when there is none,
+    the scheduler chooses again, or with target_order=reserved the candidates are named round and round.
     """
     attempt = record['attempts']
+    candidates = record['candidates']
     if run.target_hosts:
-        if not record['candidates']:
+        if not candidates:
             raise _AttemptFailed('none of the target_hosts can take it', False)
-        return record['candidates'][attempt % len(record['candidates'])]
-    if attempt == 0:
+        return candidates[attempt % len(candidates)]
+    pool = record['target_pool'] or run.pool_kinds[0]
+    if attempt == 0 and pool == 'scheduler':
         return None
-    return next((h for h in record['candidates'] if h not in tried), None)
+    untried = next((h for h in candidates if h not in tried), None)
+    if untried is not None:
+        return untried
+    if 'scheduler' in run.pool_kinds:
+        return None
+    if not candidates:
+        raise _AttemptFailed('no reserved host has room for it (reserved hosts: %s)'
+                             % (', '.join(sorted(run.reserved_services)) or 'none'), False)
+    return candidates[attempt % len(candidates)]
 
 
 def _evacuate_with_retries(run, record, migrations, deadline):
@@ -558,6 +731,15 @@ def _evacuate_with_retries(run, record, migrations, deadline):
         entry = dict(target=target, dest=None, migration_id=None, migration_status=None, error=None)
         record['history'].append(entry)
         record['attempts'] += 1
+        if target in run.reserved_services:
+            try:
+                run.enable_reserved(target)
+            except RecoveryError as exc:
+                entry['error'] = 'cannot enable the reserved host %s: %s' % (target, exc.msg)
+                if target not in tried:
+                    tried.append(target)
+                _give_up_or_retry(run, record, entry['error'], deadline, True)
+                continue
         body = {'evacuate': {'host': target} if target else {}}
         what = 'evacuate server %s (%s) from %s%s' % (record['name'], record['id'], run.host,
                                                       ' to %s' % target if target else '')
@@ -753,15 +935,39 @@ def _totals(records, run, started, clock):
                 seconds=round(clock() - started, 1), **count)
 
 
-def _diff(records, target_hosts):
+def _planned_host(record):
+    """The host the first evacuation of a record names as planned; None when the scheduler chooses."""
+    if record['target_pool'] in ('target_hosts', 'reserved') and record['candidates']:
+        return record['candidates'][0]
+    return None
+
+
+def _diff(records):
     acting = [r for r in records if r['action'] != 'none']
 
     def after(record):
-        host = record['to'] or (record['candidates'][0] if target_hosts and record['candidates'] else '(scheduler)')
+        host = record['to'] or _planned_host(record) or '(scheduler)'
         return dict(host=host, status=record['target_status'] if record['outcome'] != 'failed'
                     else record['status_after'])
     return dict(before=dict((r['id'], dict(host=r['from'], status=r['status_before'])) for r in acting),
                 after=dict((r['id'], after(r)) for r in acting))
+
+
+def _reserved_used(records, reserved_services, run, check_mode):
+    """The reserved hosts this run enabled or sent instances to (in check mode: would), in pool order."""
+    used = []
+    for name, service in reserved_services.items():
+        if check_mode:
+            instances = [r['id'] for r in records if r['action'] == 'evacuate' and r['target_pool'] == 'reserved'
+                         and _planned_host(r) == name]
+            action = 'would enable' if instances and not service['enabled'] else 'none'
+        else:
+            instances = [r['id'] for r in records if r['outcome'] == 'moved' and r['to'] == name]
+            action = 'enabled' if run and name in run.enabled_hosts else 'none'
+        if instances or action != 'none':
+            used.append(dict(host=name, disabled_reason=service['disabled_reason'], action=action,
+                             instances=instances))
+    return used
 
 
 def _failure_message(host, records, totals):
@@ -773,10 +979,11 @@ def _failure_message(host, records, totals):
             % (host, len(failed), totals['selected'], shown, more, totals['moved'], totals['skipped']))
 
 
-def evacuate_host(conn, host, concurrency=10, evacuable_default=True, evacuable_sources=EVACUABLE_SOURCES,
-                  evacuable_tag='evacuable', exclude=(), include=(), include_error=False,
-                  priority_tag='evacuation_priority', retries=2, target_hosts=(), target_spread=True, timeout=300,
-                  check_mode=False, clock=time.monotonic, sleep=time.sleep, poll_interval=None):
+def evacuate_host(conn, host, capacity_policy='partial', concurrency=10, discover_reserved_hosts=True,
+                  evacuable_default=True, evacuable_sources=EVACUABLE_SOURCES, evacuable_tag='evacuable', exclude=(),
+                  include=(), include_error=False, priority_tag='evacuation_priority', reserved_hosts=(), retries=2,
+                  target_hosts=(), target_order='scheduler', target_spread=True, timeout=300, check_mode=False,
+                  clock=time.monotonic, sleep=time.sleep, poll_interval=None):
     """nova_evacuate: evacuate the instances of a failed host, or (check_mode) plan it from real reads.
 
     Returns dict(changed, diff, warnings, and RESULT_KEYS). Raises EvacuationError with the same facts when it
@@ -784,58 +991,95 @@ def evacuate_host(conn, host, concurrency=10, evacuable_default=True, evacuable_
     """
     started = clock()
     target_hosts = list(target_hosts or [])
+    reserved_hosts = list(reserved_hosts or [])
     options = dict(evacuable_default=evacuable_default, evacuable_sources=list(evacuable_sources),
                    evacuable_tag=evacuable_tag, exclude=list(exclude or []), include=list(include or []),
                    include_error=include_error, priority_tag=priority_tag)
     facts = dict(changed=False, host=host, service=None, microversion=None, instances=[], groups=[], capacity=None,
-                 totals=None)
+                 reserved_hosts_used=[], totals=None)
     run = None
     try:
-        both = sorted(set(options['include']) & set(options['exclude']))
-        if both:
-            raise EvacuationError('%s listed in both include and exclude: keep each in one list' % ', '.join(both))
-        for name, value, low in (('concurrency', concurrency, 1), ('retries', retries, 0), ('timeout', timeout, 1)):
-            if value < low:
-                raise EvacuationError('%s must be at least %d, not %d' % (name, low, value))
+        _check_options(options, concurrency, retries, timeout, capacity_policy, target_order, target_hosts)
+        warnings = []
+        if reserved_hosts and target_order == 'scheduler':
+            warnings.append('reserved_hosts (%s) are not used with target_order=scheduler: set target_order to '
+                            'reserved, reserved_then_scheduler or scheduler_then_reserved to use them'
+                            % ', '.join(reserved_hosts))
         services = compute_services(conn)
         service = facts['service'] = find_service(services, host)
         _check_down(service, host)
         microversion = facts['microversion'] = evacuate_microversion(conn)
-        usable, excluded = _usable_targets(host, service['zone'], services, list_aggregates(conn), target_hosts)
-        records, warnings = _plan(conn, host, options)
+        pools, excluded = _pools(host, service['zone'], services, list_aggregates(conn), target_hosts, target_order,
+                                 reserved_hosts, discover_reserved_hosts)
+        reserved_services = dict((name, find_service(services, name)) for kind, names in pools if kind == 'reserved'
+                                 for name in names)
+        records, plan_warnings = _plan(conn, host, options)
+        warnings += plan_warnings
         facts['instances'] = records
         groups = _groups(records)
+        capacity = facts['capacity'] = _capacity(conn, pools, excluded, groups, target_spread)
         facts['groups'] = [dict(priority=g[0]['priority'], instances=[r['id'] for r in g]) for g in groups]
-        facts['capacity'] = _capacity(conn, usable, excluded, groups, target_hosts, target_spread)
-        if any(r['action'] == 'evacuate' for r in records) and not usable:
-            raise EvacuationError('no host can take the instances of %s: %s. Nova would put every instance it '
-                                  'cannot place in ERROR; enable or add hosts first' % (host, ', '.join(
-                                      '%s (%s)' % (e['host'], e['reason']) for e in excluded)
-                                      or 'Nova knows no other host in its availability zone and aggregates'))
+        if any(r['action'] == 'evacuate' for r in records) and not any(names for kind, names in pools):
+            raise EvacuationError(_no_target_message(host, target_order, target_hosts, excluded))
+        _apply_capacity_policy(host, records, capacity, pools, capacity_policy)
+        groups = _groups(records)
+        facts['groups'] = [dict(priority=g[0]['priority'], instances=[r['id'] for r in g]) for g in groups]
         if check_mode:
             for record in records:
                 if record['action'] != 'none':
                     record['outcome'] = 'planned'
             changed = any(r['action'] == 'evacuate' or r['lock'] == 'earlier run' for r in records
                           if r['action'] != 'none')
+            facts['reserved_hosts_used'] = _reserved_used(records, reserved_services, None, True)
             return dict(facts, changed=changed, totals=_totals(records, None, started, clock), warnings=warnings,
-                        diff=_diff(records, target_hosts))
+                        diff=_diff(records))
         run = _Run(conn, host, microversion, timeout, retries, target_hosts, clock, sleep,
-                   POLL_INTERVAL if poll_interval is None else poll_interval, started)
+                   POLL_INTERVAL if poll_interval is None else poll_interval, started, pools, reserved_services)
         for group in groups:
             with ThreadPoolExecutor(max_workers=min(concurrency, len(group))) as pool:
                 list(pool.map(lambda record: move_instance(run, record), group))
         totals = facts['totals'] = _totals(records, run, started, clock)
         facts['changed'] = run.changed
+        facts['reserved_hosts_used'] = _reserved_used(records, reserved_services, run, False)
         if totals['failed']:
             raise EvacuationError(_failure_message(host, records, totals), dict(facts, warnings=warnings))
-        return dict(facts, warnings=warnings, diff=_diff(records, target_hosts))
+        return dict(facts, warnings=warnings, diff=_diff(records))
     except EvacuationError as exc:
         if exc.facts:
             raise
         raise EvacuationError(exc.msg, _facts(facts, run))
     except RecoveryError as exc:
         raise EvacuationError(exc.msg, _facts(facts, run))
+
+
+def _check_options(options, concurrency, retries, timeout, capacity_policy, target_order, target_hosts):
+    both = sorted(set(options['include']) & set(options['exclude']))
+    if both:
+        raise EvacuationError('%s listed in both include and exclude: keep each in one list' % ', '.join(both))
+    for name, value, low in (('concurrency', concurrency, 1), ('retries', retries, 0), ('timeout', timeout, 1)):
+        if value < low:
+            raise EvacuationError('%s must be at least %d, not %d' % (name, low, value))
+    for name, value, choices in (('capacity_policy', capacity_policy, CAPACITY_POLICIES),
+                                 ('target_order', target_order, TARGET_ORDERS)):
+        if value not in choices:
+            raise EvacuationError('%s must be one of %s, not %r' % (name, ', '.join(choices), value))
+    if target_hosts and target_order != 'scheduler':
+        raise EvacuationError('target_hosts and target_order=%s exclude each other: target_hosts names the hosts '
+                              'to use; leave target_order at scheduler with it, or list spare hosts in '
+                              'reserved_hosts instead' % target_order)
+
+
+def _no_target_message(host, target_order, target_hosts, excluded):
+    if target_order == 'reserved' and not target_hosts:
+        left_out = ', '.join('%s (%s%s)' % (e['host'], e['reason'], ', reason %r' % e['disabled_reason']
+                                            if e['disabled_reason'] else '') for e in excluded)
+        return ('no reserved host can take the instances of %s: %s. List spare hosts in reserved_hosts, or disable '
+                'them with the reason "reserved" in the availability zone or an aggregate of %s (found with '
+                'discover_reserved_hosts), or use target_order=reserved_then_scheduler'
+                % (host, left_out or 'none is listed in reserved_hosts or found disabled as reserved', host))
+    return ('no host can take the instances of %s: %s. Nova would put every instance it cannot place in ERROR; '
+            'enable or add hosts first' % (host, ', '.join('%s (%s)' % (e['host'], e['reason']) for e in excluded)
+                                           or 'Nova knows no other host in its availability zone and aggregates'))
 
 
 def _facts(facts, run):

@@ -443,6 +443,21 @@ def provider_free(conn, provider_uuid, host):
     return free_resources(inventories, usages)
 
 
+def provider_room(conn, provider_uuid, host):
+    """What a resource provider has free (as provider_free) and the most one allocation may take of each resource
+    (its inventory's max_unit; 0 without inventory): (free, max_unit), both keyed like RESOURCES."""
+    base = '/resource_providers/%s' % quote(str(provider_uuid))
+    inventories = _api(conn, 'placement', 'get', base + '/inventories',
+                       'read the Placement inventories of %s' % host, PLACEMENT_MICROVERSION).get('inventories') or {}
+    usages = _api(conn, 'placement', 'get', base + '/usages',
+                  'read the Placement usages of %s' % host, PLACEMENT_MICROVERSION).get('usages') or {}
+    max_unit = {}
+    for key, resource_class in RESOURCES:
+        inventory = inventories.get(resource_class) or {}
+        max_unit[key] = int(inventory.get('max_unit', inventory.get('total', 0)) or 0)
+    return free_resources(inventories, usages), max_unit
+
+
 def free_resources(inventories, usages):
     free = {}
     for key, resource_class in RESOURCES:
@@ -559,6 +574,24 @@ def _unusable_reason(service):
     if not service['enabled']:
         return 'disabled'
     return None
+
+
+def is_reserved_reason(reason):
+    """Whether a disabled_reason marks a reserved spare host: exactly `reserved`, or starting `reserved ` or
+    `reserved:` (the form the collection's runbooks write and read)."""
+    text = reason or ''
+    return text == 'reserved' or text.startswith('reserved ') or text.startswith('reserved:')
+
+
+def neighbour_services(host, zone, services, aggregates):
+    """The service records of the other hosts in the host's availability zone or sharing an aggregate with it,
+    sorted by host."""
+    shared = set()
+    for aggregate in aggregates:
+        if host in aggregate['hosts']:
+            shared.update(aggregate['hosts'])
+    return [s for s in sorted(services, key=lambda s: s['host'])
+            if s['host'] != host and (s['zone'] == zone or s['host'] in shared)]
 
 
 def capacity_hosts(host, zone, services, aggregates):

@@ -26,10 +26,26 @@ description:
   - Order - instances move in groups of equal priority, highest first; a group starts when the one before has
     ended. The priority is the integer in the flavor extra spec O(priority_tag), else the image property of that
     name, else 0.
-  - Targets - the scheduler chooses, unless O(target_hosts) names the hosts. A failed evacuation leaves the
-    instance on the failed host (in V(ERROR)); it is evacuated again, up to O(retries) times, on another host -
-    the next of its O(target_hosts), or with the scheduler the next usable host with room for it that has not
-    failed it yet (Nova's scheduler still checks that host).
+  - Targets - O(target_order) says where instances go - the scheduler chooses (the default), reserved hosts only,
+    or one of the two first and the other for what the first cannot hold - unless O(target_hosts) names the hosts.
+    A failed evacuation leaves the instance on the failed host (in V(ERROR)); it is evacuated again, up to
+    O(retries) times, on another host - the next of its O(target_hosts), or the next of its candidate hosts that
+    has not failed it yet (Nova's scheduler still checks that host).
+  - Reserved hosts - spare hosts kept disabled with the reason V(reserved) (or starting V(reserved ) or
+    V(reserved:)), listed in O(reserved_hosts) or found in the failed host's availability zone and aggregates
+    (O(discover_reserved_hosts)). They take instances only with a O(target_order) that names them, each named in
+    the evacuation request. Nova's scheduler never places an instance on a disabled host, even one named, so a
+    reserved host is enabled right before the first evacuation sent to it, and only then - a spare that gets no
+    instance stays disabled; check mode says which it would enable.
+  - A reserved host this run enabled is marked used by being enabled - Nova keeps no reason on an enabled
+    service, so it is an ordinary compute host afterwards, no longer found as reserved - and by
+    RV(reserved_hosts_used), which names it with the reason it had and the instances it took, for the runbook to
+    record and report. To make it a spare again, drain it and disable it with the reason V(reserved)
+    (M(openstack_ha.recovery.nova_drain) with O(openstack_ha.recovery.nova_drain#module:disabled_reason=reserved)).
+    A rerun after an interrupted run no longer finds the spares that run enabled; list them in O(reserved_hosts).
+  - Capacity - before anything moves, the instances to move are placed first-fit in priority order over what the
+    candidate hosts have free in Placement; O(capacity_policy) says what happens to the instances that would not
+    fit.
   - Up to O(concurrency) instances move at once. Each is locked while it moves, with a reason naming the host and
     the state before the move, and unlocked afterwards; an instance locked by someone else is moved and left
     locked.
@@ -44,11 +60,34 @@ author:
 extends_documentation_fragment:
   - openstack_ha.recovery.openstack
 options:
+  capacity_policy:
+    description:
+      - What to do when the capacity estimate says some instances to move would not fit on the candidate hosts.
+      - V(partial) moves, in priority order, the instances that fit, and does not evacuate the others - they stay
+        on the failed host as they are (not put in V(ERROR) by a hopeless attempt), reported V(failed) with a
+        reason starting V(no capacity), so the module fails after moving the rest. It is the default because a
+        failover should bring back as much as it can, the most important first, and tell loudly what it could
+        not - failing all of it over a shortfall in the last group would leave every instance down.
+      - V(fail) fails before moving anything, naming each instance that would not fit and what it needs (check
+        mode too). For operators who want to decide themselves (add capacity, enable spares) before anything moves.
+      - V(ignore) reports the estimate but sends every selected instance, and Nova's scheduler decides (instances
+        it cannot place end in V(ERROR) on the failed host and are retried per O(retries)). For clouds where the
+        estimate is known to be wrong (see the notes).
+    type: str
+    choices: [partial, fail, ignore]
+    default: partial
   concurrency:
     description:
       - How many instances move at the same time (threads, each sending its instance's requests).
     type: int
     default: 10
+  discover_reserved_hosts:
+    description:
+      - With a O(target_order) that uses reserved hosts, also use the other hosts of the failed host's
+        availability zone and aggregates that are disabled with a reserved reason (V(reserved), or starting
+        V(reserved ) or V(reserved:)), up and not forced down, after those of O(reserved_hosts), by name.
+    type: bool
+    default: true
   evacuable_default:
     description:
       - Whether an instance is evacuable when neither its flavor, nor its image, nor the host's aggregates set
@@ -104,6 +143,17 @@ options:
         warning.
     type: str
     default: evacuation_priority
+  reserved_hosts:
+    description:
+      - Spare hosts to use, in this order, with a O(target_order) that uses reserved hosts (ignored, with a
+        warning, with V(scheduler)). Each is filled, as far as the capacity estimate goes, before the next.
+      - A listed host may be enabled, or disabled with a reserved reason or without any reason (then this module
+        enables it when it sends it an instance). One disabled for another reason (maintenance, a failover), down
+        or forced down is left out and reported in RV(capacity.excluded_hosts). An unknown host, or the failed
+        host itself, fails.
+    type: list
+    elements: str
+    default: []
   retries:
     description:
       - How many more times an instance whose evacuation failed is evacuated again, each time on another host.
@@ -112,12 +162,26 @@ options:
   target_hosts:
     description:
       - Hosts to evacuate to, instead of letting the scheduler choose; Nova's scheduler still checks each
-        (capacity, server group policies).
+        (capacity, server group policies). Only with O(target_order=scheduler).
       - Hosts that are disabled, down or forced down are left out (Nova never places an instance there, even when
         named); the module fails before moving anything when none is left. An unknown host fails too.
     type: list
     elements: str
     default: []
+  target_order:
+    description:
+      - Where instances go, when O(target_hosts) is not given.
+      - V(scheduler) - Nova's scheduler chooses among the enabled hosts; reserved hosts are left alone.
+      - V(reserved) - only reserved hosts (O(reserved_hosts), O(discover_reserved_hosts)), each instance to the
+        host the capacity estimate planned for it, one spare filled before the next.
+      - V(reserved_then_scheduler) - reserved hosts for what they can hold, in priority order, the scheduler for
+        the rest.
+      - V(scheduler_then_reserved) - the scheduler for what the enabled hosts can hold, reserved hosts for the rest
+        (and for a retry of an instance the enabled hosts failed).
+      - A retry goes to the next candidate host of the instance, its own pool first, then the other.
+    type: str
+    choices: [scheduler, reserved, reserved_then_scheduler, scheduler_then_reserved]
+    default: scheduler
   target_spread:
     description:
       - With O(target_hosts), V(true) spreads the instances over the hosts in turn (the first instance to the
@@ -136,7 +200,9 @@ attributes:
     description:
       - Reads the host's service, instances, evacuation migrations, the policy, the other hosts and their free
         capacity in Placement, and returns exactly which instances would move, in which groups and order, to
-        which candidate hosts, and the instances that would not fit; sends nothing. Refusals fail as they would.
+        which candidate hosts, the instances that would not fit (failed with a V(no capacity) reason under
+        O(capacity_policy=partial), a failure under V(fail)), and the reserved hosts it would enable; sends
+        nothing. Refusals fail as they would.
     support: full
   diff_mode:
     description: Per instance to move, its host and status before, and after (planned in check mode).
@@ -154,8 +220,12 @@ notes:
     event-driven setups). Each instance is read again right before its evacuation, which leaves a window of
     about one request between two concurrent runs.
   - Capacity is a first-fit estimate in priority order over what the candidate hosts have free in Placement (the
-    other usable hosts of the host's availability zone and aggregates, or O(target_hosts)); Nova's scheduler has
-    the last word.
+    other usable hosts of the host's availability zone and aggregates, the reserved hosts, or O(target_hosts));
+    the scheduler's hosts are filled the most free memory first, reserved hosts one after the other. It counts
+    vcpus, memory and disk only (free, and each inventory's max_unit) - not server group policies, traits, PCI devices, or aggregates that limit
+    projects or flavors - and Nova's scheduler has the last word.
+  - Enabling a reserved host uses compute API 2.53 (PUT /os-services/{id}); nova-api then asks that host to drop
+    its COMPUTE_STATUS_DISABLED trait before it answers.
 seealso:
   - module: openstack_ha.recovery.nova_service
   - module: openstack_ha.recovery.nova_host_info
@@ -199,6 +269,20 @@ EXAMPLES = r'''
     exclude: [scratch-vm]
     timeout: 600
 
+- name: Evacuate to the spare hosts of the rack first (disabled with reason "reserved"), the rest anywhere
+  openstack_ha.recovery.nova_evacuate:
+    cloud: production
+    host: compute-17
+    target_order: reserved_then_scheduler
+    reserved_hosts: [compute-spare-1]   # first; then the others found disabled as reserved
+  register: evacuation   # evacuation.reserved_hosts_used names the spares it enabled: no longer spare
+
+- name: Move nothing unless everything fits
+  openstack_ha.recovery.nova_evacuate:
+    cloud: production
+    host: compute-17
+    capacity_policy: fail
+
 - name: Move exactly two instances, whatever the policy says
   openstack_ha.recovery.nova_evacuate:
     cloud: production
@@ -218,12 +302,15 @@ capacity:
   type: dict
   contains:
     hosts:
-      description: The candidate hosts (C(host)) with what each has free (C(free)).
+      description:
+        - The candidate hosts (C(host)) with what each has free (C(free)), the most one instance may take there
+          (C(max_unit), Placement's limit per allocation, such as its physical cores) and their pool (C(pool) -
+          V(scheduler), V(reserved) or V(target_hosts)), in the order the pools are used.
       type: list
       elements: dict
     excluded_hosts:
       description: Hosts left out, with C(host), C(reason) (V(forced down), V(down), V(disabled)) and
-        C(disabled_reason).
+        C(disabled_reason); reserved hosts left out too (a listed one disabled for another reason, a spare down).
       type: list
       elements: dict
     needed:
@@ -239,12 +326,15 @@ capacity:
       description: Whether every instance to evacuate fits somewhere, placed first-fit in priority order.
       type: bool
     unplaced:
-      description: The instances (C(id), C(name), C(needs)) that would not fit, in priority order.
+      description:
+        - The instances (C(id), C(name), C(priority), C(needs)) that would not fit, in priority order; what
+          happens to them is O(capacity_policy)'s choice.
       type: list
       elements: dict
   sample:
     hosts:
-      - {host: compute-16, free: {vcpus: 60, memory_mb: 120000, disk_gb: 800}}
+      - {host: compute-16, pool: scheduler, free: {vcpus: 60, memory_mb: 120000, disk_gb: 800},
+         max_unit: {vcpus: 32, memory_mb: 257000, disk_gb: 900}}
     excluded_hosts:
       - {host: compute-18, reason: disabled, disabled_reason: maintenance}
     needed: {vcpus: 6, memory_mb: 1152, disk_gb: 4}
@@ -253,7 +343,9 @@ capacity:
     sufficient: true
     unplaced: []
 groups:
-  description: The priority groups in the order they run (C(priority), and C(instances), their ids in order).
+  description:
+    - The priority groups in the order they run (C(priority), and C(instances), their ids in order). Instances
+      O(capacity_policy=partial) leaves out are not in them.
   returned: always
   type: list
   elements: dict
@@ -328,12 +420,20 @@ instances:
       type: str
     candidates:
       description:
-        - With O(target_hosts), the hosts in the order its attempts use them. With the scheduler, the candidate
-          hosts with room for it alone, the most free memory first (where a retry goes).
+        - With O(target_hosts), the hosts in the order its attempts use them. Otherwise the hosts with room for
+          it alone, those of its RV(instances[].target_pool) first (its planned reserved host first of all), the
+          scheduler's the most free memory first, reserved hosts in their order (where a retry goes).
       type: list
       elements: str
+    target_pool:
+      description:
+        - Where the capacity estimate placed it, which its first attempt follows - V(scheduler) (the scheduler
+          chooses), V(reserved) (names its planned reserved host, the first of RV(instances[].candidates)) or
+          V(target_hosts); null when it would not fit anywhere or was not to be evacuated by this run.
+      type: str
     attempts:
-      description: How many evacuation requests this run sent for it.
+      description:
+        - How many attempts this run made for it - evacuation requests, and reserved hosts it could not enable.
       type: int
     history:
       description:
@@ -374,6 +474,7 @@ instances:
       outcome: moved
       reason: null
       candidates: [compute-4, compute-5]
+      target_pool: scheduler
       attempts: 1
       history:
         - {target: null, dest: compute-4, migration_id: 0d8a6a4c-3b9e-4c8e-9d0e-6c1f5b0b8f11,
@@ -387,6 +488,32 @@ microversion:
   returned: always
   type: str
   sample: '2.94'
+reserved_hosts_used:
+  description:
+    - The reserved hosts this run enabled or sent instances to (in check mode, would), in pool order - how a
+      used spare is marked, since an enabled Nova service keeps no reason. Empty when none.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    host:
+      description: The reserved host.
+      type: str
+    disabled_reason:
+      description: Its disabled reason before this run (null when it was enabled already).
+      type: str
+    action:
+      description: V(enabled) (this run enabled it), V(would enable) (check mode) or V(none) (it was enabled).
+      type: str
+    instances:
+      description: Ids of the instances moved there (in check mode, planned there first).
+      type: list
+      elements: str
+  sample:
+    - host: compute-spare-1
+      disabled_reason: reserved
+      action: enabled
+      instances: [4a5e6c0e-2b8f-4f5c-9a55-3f7b0f1f6d2e]
 service:
   description: The host's nova-compute service as read before anything else; null when the host has none.
   returned: always
@@ -413,7 +540,12 @@ totals:
            last_evacuation_after: 2.1, seconds: 12.4}
 '''
 
-from ansible_collections.openstack_ha.recovery.plugins.module_utils._evacuate import RESULT_KEYS, evacuate_host
+from ansible_collections.openstack_ha.recovery.plugins.module_utils._evacuate import (
+    CAPACITY_POLICIES,
+    RESULT_KEYS,
+    TARGET_ORDERS,
+    evacuate_host,
+)
 from ansible_collections.openstack_ha.recovery.plugins.module_utils._nova import EVACUABLE_SOURCES
 from ansible_collections.openstack_ha.recovery.plugins.module_utils._openstack import OpenStackModule
 
@@ -422,7 +554,9 @@ RETURNED_KEYS = RESULT_KEYS
 
 class NovaEvacuateModule(OpenStackModule):
     argument_spec = dict(
+        capacity_policy=dict(type='str', choices=list(CAPACITY_POLICIES), default='partial'),
         concurrency=dict(type='int', default=10),
+        discover_reserved_hosts=dict(type='bool', default=True),
         evacuable_default=dict(type='bool', default=True),
         evacuable_sources=dict(type='list', elements='str', choices=list(EVACUABLE_SOURCES),
                                default=list(EVACUABLE_SOURCES)),
@@ -432,8 +566,10 @@ class NovaEvacuateModule(OpenStackModule):
         include=dict(type='list', elements='str', default=[]),
         include_error=dict(type='bool', default=False),
         priority_tag=dict(type='str', default='evacuation_priority'),
+        reserved_hosts=dict(type='list', elements='str', default=[]),
         retries=dict(type='int', default=2),
         target_hosts=dict(type='list', elements='str', default=[]),
+        target_order=dict(type='str', choices=list(TARGET_ORDERS), default='scheduler'),
         target_spread=dict(type='bool', default=True),
         timeout=dict(type='int', default=300),
     )

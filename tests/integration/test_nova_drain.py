@@ -78,3 +78,43 @@ def test_drain_ten_servers_live_and_cold(fresh_lab, conn):
         assert time.monotonic() - started < 60
     assert service_settings(conn, HOST)['disabled_reason'] == REASON
     assert set(s.compute_host for s in servers_by_id(conn, ids).values()) <= {'compute2', 'compute3'}
+
+
+def live_migrations(conn, server_id, migration_type='live-migration'):
+    response = conn.compute.get('/os-migrations?instance_uuid=%s&migration_type=%s' % (server_id, migration_type),
+                                microversion='2.59')
+    response.raise_for_status()
+    return response.json()['migrations']
+
+
+def test_failing_live_migration_falls_back_to_cold_migration_only_when_allowed(fresh_lab, conn):
+    """compute1's live migrations fail the way libvirt's do when the migration job fails (labctl live-migration
+    --fail abort: Nova rolls back, migration 'failed', instance ACTIVE on the source). Without the fallback the drain
+    reports them failed and they stay; with it, they move by cold migration, confirmed."""
+    booted = labctl('boot', '--count', '2', '--host', HOST, '--prefix', 'nolive', timeout=300)['servers']
+    ids = set(server['id'] for server in booted)
+    labctl('live-migration', HOST, '--fail', 'abort')
+
+    strict = run_module(fresh_lab, 'nova_drain', cold_migration_fallback=False, **OPTIONS)
+    assert strict.failed and strict['changed'] is True, strict
+    assert strict['msg'].startswith('drain of %s incomplete: 2 of 2 instance(s) are still on it' % HOST), strict
+    for record in strict['instances']:
+        assert record['outcome'] == 'failed' and record['method'] == 'live', record
+        assert record['reason'].startswith('live migration to ') and "ended 'failed'" in record['reason'], record
+    for server in servers_by_id(conn, ids).values():
+        assert (server.compute_host, server.status, server.task_state) == (HOST, 'ACTIVE', None)
+        assert [m['status'] for m in live_migrations(conn, server.id)] == ['failed']
+
+    fallback = run_module(fresh_lab, 'nova_drain', cold_migration_fallback=True, **OPTIONS)
+    assert not fallback.failed and fallback['changed'] is True, fallback
+    assert fallback['totals']['moved'] == 2 and fallback['totals']['cold'] == 2 and fallback['totals']['live'] == 0
+    now = servers_by_id(conn, ids)
+    for record in fallback['instances']:
+        assert record['method'] == 'cold' and record['outcome'] == 'moved', record
+        assert record['reason'].startswith('live migration failed (live migration to '), record
+        server = now[record['id']]
+        assert server.compute_host == record['to'] != HOST and server.status == 'ACTIVE' and server.task_state is None
+        assert [m['status'] for m in live_migrations(conn, server.id)] == ['failed', 'failed']
+        assert [m['status'] for m in live_migrations(conn, server.id, 'migration')] == ['confirmed']
+    assert list(conn.compute.servers(all_projects=True, host=HOST)) == []
+    assert service_settings(conn, HOST)['disabled_reason'] == REASON

@@ -12,15 +12,19 @@ import signal
 import subprocess
 import time
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
-from helpers_nova import BIN, ansible_env, run_module
+from helpers_nova import BIN, ansible_env, placement_free, provider_traits, run_module, service_settings
 from lab_helpers import evacuation_migrations, ipmitool, labctl, process_alive, wait_for
 
 HOST = 'compute1'
 REASON = 'fenced by the nova_evacuate integration test'
 NEVER_FLAVOR = 'ohlab-it-evac.never'     # evacuable=false
 FIRST_FLAVOR = 'ohlab-it-evac.first'     # evacuation_priority=10
+GOLD_FLAVOR = 'ohlab-it-evac.gold'       # evacuation_priority=10, the size of ohlab.small
+SILVER_FLAVOR = 'ohlab-it-evac.silver'   # evacuation_priority=5, the size of ohlab.small
 GROUP = 'ohlab-it-evac-anti'
 FINAL_MIGRATION_STATES = ('done', 'completed', 'error', 'failed')
 
@@ -46,7 +50,7 @@ def evacuation_lab(fresh_lab, conn):
 
 
 def _remove_leftovers(conn):
-    for name in (NEVER_FLAVOR, FIRST_FLAVOR):
+    for name in (NEVER_FLAVOR, FIRST_FLAVOR, GOLD_FLAVOR, SILVER_FLAVOR):
         flavor = conn.compute.find_flavor(name)
         if flavor:
             conn.compute.delete_flavor(flavor)
@@ -89,8 +93,8 @@ def _boot(prefix, count=1, flavor='ohlab.tiny', host=HOST):
                   timeout=600)['servers']
 
 
-def _flavor(conn, made, name, **extra_specs):
-    flavor = conn.compute.create_flavor(name=name, vcpus=1, ram=64, disk=1)
+def _flavor(conn, made, name, vcpus=1, ram=64, **extra_specs):
+    flavor = conn.compute.create_flavor(name=name, vcpus=vcpus, ram=ram, disk=1)
     conn.compute.create_flavor_extra_specs(flavor, extra_specs)
     made['flavors'].append(flavor)
     return flavor
@@ -348,3 +352,110 @@ def test_killed_mid_evacuation_then_rerun_moves_every_server_exactly_once(evacua
     for check_mode in (True, False):
         again = run_module(lab, 'nova_evacuate', check=check_mode, host=HOST)
         assert again['changed'] is False and again['instances'] == [] and not again.failed, again
+
+
+def test_capacity_shortfall_fails_before_moving_or_moves_by_priority(evacuation_lab, fresh_lab, conn):
+    """compute2 and compute3 are made small enough to hold one ohlab.small each (labctl resize); compute1 has three,
+    of priorities 10, 5 and 0. capacity_policy=fail refuses before anything moves, naming the one that would not
+    fit; the default (partial) moves the two of highest priority and leaves the third on compute1, untouched."""
+    lab = fresh_lab
+    with ThreadPoolExecutor(2) as pool:  # each restarts its compute (~10-40 s): side by side
+        list(pool.map(lambda host: labctl('resize', host, '--vcpus', '2', '--memory-mb', '1024', timeout=300),
+                      ('compute2', 'compute3')))
+    for host in ('compute2', 'compute3'):
+        assert placement_free(conn, host)['memory_mb'] == 512  # 1024 less the 512 Nova reserves for the host
+    _flavor(conn, evacuation_lab, GOLD_FLAVOR, vcpus=2, ram=512, evacuation_priority='10')
+    _flavor(conn, evacuation_lab, SILVER_FLAVOR, vcpus=2, ram=512, evacuation_priority='5')
+    gold = _boot('gold', flavor=GOLD_FLAVOR)[0]
+    silver = _boot('silver', flavor=SILVER_FLAVOR)[0]
+    bronze = _boot('bronze', flavor='ohlab.small')[0]
+    _crash_and_force_down(lab)
+
+    # fail: refused before anything moves, in check mode as in a real run, naming the instance that would not fit
+    for check_mode in (True, False):
+        refused = run_module(lab, 'nova_evacuate', check=check_mode, host=HOST, capacity_policy='fail')
+        assert refused.failed, refused
+        assert refused['msg'].startswith('refusing to evacuate %s: 1 of 3 instance(s) to move would not fit on the '
+                                         "scheduler's hosts (compute2, compute3): %s (%s, priority 0) needs vcpus=2, "
+                                         'memory_mb=512, disk_gb=1' % (HOST, bronze['name'], bronze['id'])), refused
+        assert 'Nothing was moved (capacity_policy=fail)' in refused['msg']
+        assert [u['id'] for u in refused['capacity']['unplaced']] == [bronze['id']]
+        assert refused['changed'] is False
+    assert evacuation_migrations(conn, HOST) == []
+    assert all(_server(conn, s['id'])['host'] == HOST and not _server(conn, s['id'])['locked']
+               for s in (gold, silver, bronze))
+
+    # partial (the default): check mode plans the two that fit and names the third, without failing
+    check = run_module(lab, 'nova_evacuate', check=True, host=HOST)
+    assert not check.failed and check['changed'] is True, check
+    records = _records(check)
+    assert [records[s['name']]['outcome'] for s in (gold, silver, bronze)] == ['planned', 'planned', 'failed']
+    assert records[bronze['name']]['reason'].startswith('no capacity: it needs vcpus=2, memory_mb=512, disk_gb=1')
+    assert check['groups'] == [dict(priority=10, instances=[gold['id']]), dict(priority=5, instances=[silver['id']])]
+    assert evacuation_migrations(conn, HOST) == []
+
+    apply = run_module(lab, 'nova_evacuate', host=HOST)
+    assert apply.failed and apply['changed'] is True, apply
+    assert apply['msg'].startswith('evacuation of %s incomplete: 1 of 3 selected instance(s) did not reach their '
+                                   'target state on another host - %s (%s): no capacity: '
+                                   % (HOST, bronze['name'], bronze['id'])), apply['msg']
+    records = _records(apply)
+    assert [records[s['name']]['outcome'] for s in (gold, silver, bronze)] == ['moved', 'moved', 'failed']
+    _assert_moved_once(conn, [gold, silver])
+    assert {_server(conn, gold['id'])['host'], _server(conn, silver['id'])['host']} == {'compute2', 'compute3'}
+    now = _server(conn, bronze['id'])
+    assert (now['host'], now['status'], now['locked']) == (HOST, 'ACTIVE', False), now
+    assert bronze['id'] not in _migrations_by_instance(conn)
+    assert records[bronze['name']]['attempts'] == 0 and apply['totals']['evacuations'] == 2
+
+    # a rerun has nothing more to move and still names what does not fit
+    again = run_module(lab, 'nova_evacuate', check=True, host=HOST)
+    assert again['changed'] is False, again
+    assert [(r['name'], r['outcome']) for r in again['instances']] == [(bronze['name'], 'failed')]
+
+
+def test_reserved_host_is_enabled_on_demand_and_left_alone_by_the_scheduler(evacuation_lab, fresh_lab, conn):
+    """compute3 is a spare, disabled with the reason 'reserved'. An evacuation with the scheduler (the default) leaves
+    it alone; target_order=reserved sends the instance there, enabling compute3 only then, and reports it used."""
+    lab = fresh_lab
+    spare = 'compute3'
+    first, second = _boot('spare', count=2)
+    reserve = run_module(lab, 'nova_service', host=spare, enabled=False, disabled_reason='reserved')
+    assert reserve['changed'] is True and not reserve.failed, reserve
+    _crash_and_force_down(lab)
+    reserved = dict(enabled=False, forced_down=False, disabled_reason='reserved', state='up')
+
+    by_scheduler = run_module(lab, 'nova_evacuate', host=HOST, exclude=[second['id']])
+    assert not by_scheduler.failed, by_scheduler
+    assert by_scheduler['reserved_hosts_used'] == []
+    assert dict(host=spare, reason='disabled', disabled_reason='reserved') in by_scheduler['capacity']['excluded_hosts']
+    _assert_moved_once(conn, [first])
+    assert _server(conn, first['id'])['host'] == 'compute2'
+    assert service_settings(conn, spare) == reserved
+
+    options = dict(host=HOST, target_order='reserved')
+    check = run_module(lab, 'nova_evacuate', check=True, diff=True, **options)
+    assert not check.failed and check['changed'] is True, check
+    assert check['reserved_hosts_used'] == [dict(host=spare, disabled_reason='reserved', action='would enable',
+                                                 instances=[second['id']])]
+    assert _records(check)[second['name']]['target_pool'] == 'reserved'
+    assert [(h['host'], h['pool']) for h in check['capacity']['hosts']] == [(spare, 'reserved')]
+    assert service_settings(conn, spare) == reserved and 'COMPUTE_STATUS_DISABLED' in provider_traits(conn, spare)
+    assert _server(conn, second['id'])['host'] == HOST
+
+    apply = run_module(lab, 'nova_evacuate', **options)
+    assert not apply.failed and apply['changed'] is True, apply
+    assert apply['reserved_hosts_used'] == [dict(host=spare, disabled_reason='reserved', action='enabled',
+                                                 instances=[second['id']])]
+    record = _records(apply)[second['name']]
+    assert record['to'] == spare and [h['target'] for h in record['history']] == [spare], record
+    _assert_moved_once(conn, [second])
+    assert _server(conn, second['id'])['host'] == spare
+    assert service_settings(conn, spare) == dict(enabled=True, forced_down=False, disabled_reason=None, state='up')
+    assert 'COMPUTE_STATUS_DISABLED' not in provider_traits(conn, spare)
+
+    for check_mode in (True, False):
+        again = run_module(lab, 'nova_evacuate', check=check_mode, **options)
+        assert not again.failed and again['changed'] is False, again
+        assert again['instances'] == [] and again['reserved_hosts_used'] == []
+

@@ -322,7 +322,7 @@ def test_every_instance_moves_locked_meanwhile_with_the_documented_record(cloud)
         'status_before': 'ACTIVE', 'status_after': 'ACTIVE', 'target_status': 'ACTIVE',
         'priority': 0, 'priority_source': 'default', 'evacuable': True, 'evacuable_source': 'default',
         'needs': dict(vcpus=2, memory_mb=512, disk_gb=1), 'action': 'evacuate', 'outcome': 'moved', 'reason': None,
-        'candidates': ['compute2', 'compute3'], 'attempts': 1,
+        'candidates': ['compute2', 'compute3'], 'target_pool': 'scheduler', 'attempts': 1,
         'history': [dict(target=None, dest='compute2', migration_id=cloud.migrations[-1]['uuid'],
                          migration_status='done', error=None)],
         'lock': 'this run', 'power_action': None, 'resumed': False, 'seconds': record['seconds']}
@@ -1027,7 +1027,7 @@ def test_check_mode_plans_from_real_reads_and_sends_nothing():
     cloud.add_server('compute1', 'small', ram=512)
     cloud.add_server('compute1', 'huge', ram=40000)
     cloud.add_server('compute1', 'no', extra_specs={'evacuable': 'false'})
-    result = evacuate(cloud, check_mode=True)
+    result = evacuate(cloud, check_mode=True, capacity_policy='ignore')
     assert result['changed'] is True
     assert not [r for r in cloud.requests if r.method != 'GET']
     records = by_name(result)
@@ -1040,7 +1040,7 @@ def test_check_mode_plans_from_real_reads_and_sends_nothing():
     assert records['huge']['candidates'] == []
     capacity = result['capacity']
     assert capacity['sufficient'] is False
-    assert capacity['unplaced'] == [dict(id=ids['huge'], name='huge',
+    assert capacity['unplaced'] == [dict(id=ids['huge'], name='huge', priority=0,
                                          needs=dict(vcpus=2, memory_mb=40000, disk_gb=1))]
     assert capacity['needed'] == dict(vcpus=20, memory_mb=101512, disk_gb=4)
     assert capacity['free'] == dict(vcpus=128, memory_mb=64512, disk_gb=200)
@@ -1267,3 +1267,364 @@ def test_a_host_changed_before_the_migration_list_says_done_is_waited_for():
     record = evacuate(cloud)['instances'][0]
     assert record['outcome'] == 'moved' and record['history'][0]['migration_status'] == 'done'
     assert reads.count('compute2') >= 2  # on compute2 before its migration said done, read again after
+
+
+# ---------------------------------------------------------------------------------------------------------
+# capacity policy
+
+
+def inventory(vcpus=64, memory_mb=32256, disk_gb=100):
+    return dict(VCPU=dict(total=vcpus, reserved=0, max_unit=vcpus, allocation_ratio=1.0),
+                MEMORY_MB=dict(total=memory_mb, reserved=0, max_unit=memory_mb, allocation_ratio=1.0),
+                DISK_GB=dict(total=disk_gb, reserved=0, max_unit=disk_gb, allocation_ratio=1.0))
+
+
+def short_cloud():
+    """compute2 and compute3 hold one 20000 MiB instance each; compute1 has three, of priorities 10, 5 and 0."""
+    cloud = make_cloud(servers=0)
+    for name, priority in (('gold', 10), ('silver', 5), ('bronze', 0)):
+        cloud.add_server('compute1', name, ram=20000, extra_specs={'evacuation_priority': str(priority)})
+    return cloud
+
+
+def ids_of(cloud, *names):
+    return [cloud.server(name)['id'] for name in names]
+
+
+def test_partial_is_the_default_and_moves_by_priority_as_far_as_capacity_goes():
+    cloud = short_cloud()
+    error = failing(cloud)
+    records = by_name(error.facts)
+    assert [records[n]['outcome'] for n in ('gold', 'silver', 'bronze')] == ['moved', 'moved', 'failed']
+    assert records['bronze']['reason'] == (
+        "no capacity: it needs vcpus=2, memory_mb=20000, disk_gb=1 and, after the instances of higher or equal "
+        "priority before it, none of the scheduler's hosts (compute2, compute3) has that much free (first-fit "
+        "estimate over Placement); not evacuated (capacity_policy=partial)")
+    assert records['bronze']['action'] == 'none' and records['bronze']['attempts'] == 0
+    assert sorted(cloud.evacuations()) == [('gold', None), ('silver', None)]
+    assert hosts_of(cloud)['bronze'] == ('compute1', 'ACTIVE')  # untouched, not put in ERROR
+    assert not cloud.server('bronze')['locked']
+    bronze = ids_of(cloud, 'bronze')[0]
+    assert error.msg.startswith('evacuation of compute1 incomplete: 1 of 3 selected instance(s) did not reach '
+                                'their target state on another host - bronze (%s): no capacity: ' % bronze)
+    assert error.facts['groups'] == [dict(priority=10, instances=ids_of(cloud, 'gold')),
+                                     dict(priority=5, instances=ids_of(cloud, 'silver'))]
+    assert error.facts['capacity']['unplaced'] == [dict(id=ids_of(cloud, 'bronze')[0], name='bronze', priority=0,
+                                                        needs=dict(vcpus=2, memory_mb=20000, disk_gb=1))]
+    assert error.facts['totals']['moved'] == 2 and error.facts['totals']['failed'] == 1
+    assert error.facts['changed'] is True
+
+
+def test_partial_in_check_mode_names_what_would_not_fit_and_does_not_fail():
+    cloud = short_cloud()
+    result = evacuate(cloud, check_mode=True, capacity_policy='partial')
+    records = by_name(result)
+    assert [records[n]['outcome'] for n in ('gold', 'silver', 'bronze')] == ['planned', 'planned', 'failed']
+    assert records['bronze']['reason'].startswith('no capacity: it needs vcpus=2, memory_mb=20000')
+    assert result['capacity']['sufficient'] is False
+    assert [u['name'] for u in result['capacity']['unplaced']] == ['bronze']
+    assert result['totals']['planned'] == 2 and result['totals']['failed'] == 1
+    assert set(result['diff']['after']) == set(ids_of(cloud, 'gold', 'silver'))
+    assert [r for r in cloud.requests if r.method != 'GET'] == []
+
+
+def test_fail_refuses_before_anything_moves_naming_the_instances(tmp_path):
+    for check_mode in (True, False):
+        cloud = short_cloud()
+        error = failing(cloud, capacity_policy='fail', check_mode=check_mode)
+        assert error.msg == (
+            "refusing to evacuate compute1: 1 of 3 instance(s) to move would not fit on the scheduler's hosts "
+            "(compute2, compute3): bronze (%s, priority 0) needs vcpus=2, memory_mb=20000, disk_gb=1 (free together: "
+            "vcpus=128, memory_mb=64512, disk_gb=200; placed first-fit in priority order over what Placement reports "
+            "free). Nothing was moved (capacity_policy=fail). Make room (enable or add hosts, or use reserved hosts "
+            "with target_order), or run with capacity_policy=partial to move what fits, highest priority first."
+            % ids_of(cloud, 'bronze')[0])
+        assert [r for r in cloud.requests if r.method != 'GET'] == []
+        assert error.facts['changed'] is False and len(error.facts['groups']) == 3
+        assert [u['name'] for u in error.facts['capacity']['unplaced']] == ['bronze']
+
+
+def test_fail_with_enough_capacity_moves_everything():
+    cloud = make_cloud()
+    assert evacuate(cloud, capacity_policy='fail')['totals']['moved'] == 3
+
+
+def test_the_shortfall_message_shows_ten_instances_and_counts_the_rest():
+    cloud = make_cloud(servers=0)
+    for index in range(12):
+        cloud.add_server('compute1', 'big-%02d' % index, ram=40000)
+    error = failing(cloud, capacity_policy='fail')
+    assert '12 of 12 instance(s) to move would not fit' in error.msg
+    assert 'big-09' in error.msg and 'big-10' not in error.msg and '; and 2 more (free together' in error.msg
+
+
+def test_ignore_sends_every_instance_and_lets_nova_decide():
+    cloud = short_cloud()
+    result = evacuate(cloud, capacity_policy='ignore')
+    assert result['capacity']['sufficient'] is False
+    assert len(cloud.evacuations()) == 3 and result['totals']['moved'] == 3  # the fake scheduler has no capacity
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(capacity_policy='best'), "capacity_policy must be one of partial, fail, ignore, not 'best'"),
+    (dict(target_order='spares'), "target_order must be one of scheduler, reserved, reserved_then_scheduler, "
+                                  "scheduler_then_reserved, not 'spares'"),
+    (dict(target_order='reserved', target_hosts=['compute2']),
+     'target_hosts and target_order=reserved exclude each other: target_hosts names the hosts to use; leave '
+     'target_order at scheduler with it, or list spare hosts in reserved_hosts instead'),
+])
+def test_bad_target_and_capacity_options_are_refused_before_any_request(cloud, kwargs, message):
+    assert failing(cloud, **kwargs).msg == message
+    assert cloud.requests == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# reserved hosts
+
+
+def spare_cloud(servers=3, spare_inventory=None):
+    cloud = make_cloud(servers=servers)
+    cloud.add_host('spare1', status='disabled', disabled_reason='reserved', inventories=spare_inventory)
+    cloud.add_host('spare2', status='disabled', disabled_reason='reserved: rack 2')
+    return cloud
+
+
+def put_hosts(cloud):
+    by_id = dict((s['id'], s['host']) for s in cloud.services)
+    return [(by_id[r.path.split('/')[-1]], r.body) for r in cloud.sent('compute', 'PUT')]
+
+
+def test_reserved_order_fills_the_first_spare_enabling_it_once_before_its_first_evacuation():
+    cloud = spare_cloud()
+    result = evacuate(cloud, target_order='reserved', concurrency=3)
+    assert sorted(cloud.evacuations()) == [('vm-0', 'spare1'), ('vm-1', 'spare1'), ('vm-2', 'spare1')]
+    assert put_hosts(cloud) == [('spare1', dict(status='enabled'))]
+    first_evacuation = next(i for i, r in enumerate(cloud.requests) if r.method == 'POST' and 'evacuate' in r.body)
+    assert cloud.requests.index(cloud.sent('compute', 'PUT')[0]) < first_evacuation
+    assert cloud.service('spare1')['status'] == 'enabled' and cloud.service('spare1')['disabled_reason'] is None
+    assert cloud.service('spare2')['status'] == 'disabled'
+    assert result['reserved_hosts_used'] == [dict(host='spare1', disabled_reason='reserved', action='enabled',
+                                                  instances=ids_of(cloud, 'vm-0', 'vm-1', 'vm-2'))]
+    record = by_name(result)['vm-0']
+    assert record['target_pool'] == 'reserved' and record['candidates'] == ['spare1', 'spare2']
+    assert record['history'][0]['target'] == 'spare1'
+    pools = [(h['host'], h['pool']) for h in result['capacity']['hosts']]
+    assert pools == [('spare1', 'reserved'), ('spare2', 'reserved')]
+    assert result['capacity']['excluded_hosts'] == []
+    assert result['diff']['after'][record['id']] == dict(host='spare1', status='ACTIVE')
+
+
+def test_reserved_order_check_mode_says_it_would_enable_and_reruns_change_nothing():
+    cloud = spare_cloud()
+    plan = evacuate(cloud, target_order='reserved', check_mode=True)
+    assert plan['changed'] is True and [r for r in cloud.requests if r.method != 'GET'] == []
+    assert plan['reserved_hosts_used'] == [dict(host='spare1', disabled_reason='reserved', action='would enable',
+                                                instances=ids_of(cloud, 'vm-0', 'vm-1', 'vm-2'))]
+    assert plan['diff']['after'][cloud.server('vm-1')['id']] == dict(host='spare1', status='ACTIVE')
+    assert cloud.service('spare1')['status'] == 'disabled'
+    evacuate(cloud, target_order='reserved')
+    again = evacuate(cloud, target_order='reserved', check_mode=True)
+    assert again['changed'] is False and again['reserved_hosts_used'] == []
+    assert evacuate(cloud, target_order='reserved')['changed'] is False
+
+
+def test_scheduler_order_leaves_reserved_hosts_alone():
+    cloud = spare_cloud()
+    result = evacuate(cloud)
+    assert cloud.evacuations() == [('vm-0', None), ('vm-1', None), ('vm-2', None)]
+    assert put_hosts(cloud) == [] and result['reserved_hosts_used'] == []
+    assert set(host for host, dummy in hosts_of(cloud).values()) == {'compute2'}
+    assert result['capacity']['excluded_hosts'] == [
+        dict(host='spare1', reason='disabled', disabled_reason='reserved'),
+        dict(host='spare2', reason='disabled', disabled_reason='reserved: rack 2')]
+
+
+def test_reserved_then_scheduler_sends_what_the_spares_cannot_hold_to_the_scheduler():
+    cloud = make_cloud(servers=3)
+    cloud.add_host('spare1', status='disabled', disabled_reason='reserved', inventories=inventory(memory_mb=1024))
+    result = evacuate(cloud, target_order='reserved_then_scheduler', concurrency=1)
+    assert cloud.evacuations() == [('vm-0', 'spare1'), ('vm-1', 'spare1'), ('vm-2', None)]
+    records = by_name(result)
+    assert [records[n]['target_pool'] for n in ('vm-0', 'vm-1', 'vm-2')] == ['reserved', 'reserved', 'scheduler']
+    assert records['vm-2']['candidates'] == ['compute2', 'compute3', 'spare1']  # its own pool first, then the other
+    assert result['reserved_hosts_used'][0]['instances'] == ids_of(cloud, 'vm-0', 'vm-1')
+    assert [(h['host'], h['pool']) for h in result['capacity']['hosts']] == [
+        ('spare1', 'reserved'), ('compute2', 'scheduler'), ('compute3', 'scheduler')]
+
+
+def test_scheduler_then_reserved_uses_a_spare_only_for_what_the_others_cannot_hold():
+    cloud = EvacuationCloud()
+    cloud.add_host('compute1')
+    for name in ('compute2', 'compute3'):
+        cloud.add_host(name, inventories=inventory(memory_mb=512))
+    cloud.add_host('spare1', status='disabled', disabled_reason='reserved')
+    for index in range(3):
+        cloud.add_server('compute1', 'vm-%d' % index)
+    cloud.crash('compute1')
+    plan = evacuate(cloud, target_order='scheduler_then_reserved', check_mode=True)
+    records = by_name(plan)
+    assert [records[n]['target_pool'] for n in ('vm-0', 'vm-1', 'vm-2')] == ['scheduler', 'scheduler', 'reserved']
+    assert records['vm-2']['candidates'] == ['spare1', 'compute2', 'compute3']
+    assert plan['reserved_hosts_used'] == [dict(host='spare1', disabled_reason='reserved', action='would enable',
+                                                instances=ids_of(cloud, 'vm-2'))]
+    assert plan['capacity']['sufficient'] is True
+    result = evacuate(cloud, target_order='scheduler_then_reserved', concurrency=1)
+    assert cloud.evacuations() == [('vm-0', None), ('vm-1', None), ('vm-2', 'spare1')]
+    assert result['reserved_hosts_used'][0]['action'] == 'enabled'
+
+
+def test_a_spare_with_no_room_is_not_enabled_and_partial_reports_the_instance():
+    cloud = make_cloud(servers=1)
+    cloud.add_host('spare1', status='disabled', disabled_reason='reserved', inventories=inventory(memory_mb=256))
+    error = failing(cloud, target_order='reserved')
+    record = error.facts['instances'][0]
+    assert record['outcome'] == 'failed' and record['target_pool'] is None and record['candidates'] == []
+    assert 'none of reserved hosts (spare1) has that much free' in record['reason']
+    assert put_hosts(cloud) == [] and cloud.evacuations() == []
+    assert error.facts['reserved_hosts_used'] == []
+
+
+def test_a_spare_with_no_room_under_ignore_is_not_asked():
+    cloud = make_cloud(servers=1)
+    cloud.add_host('spare1', status='disabled', disabled_reason='reserved', inventories=inventory(memory_mb=256))
+    record = failing(cloud, target_order='reserved', capacity_policy='ignore').facts['instances'][0]
+    assert record['reason'] == 'no reserved host has room for it (reserved hosts: spare1)'
+    assert cloud.evacuations() == [] and put_hosts(cloud) == []
+
+
+def test_listed_reserved_hosts_come_first_and_may_be_disabled_without_a_reason_or_enabled():
+    cloud = spare_cloud(servers=2)
+    cloud.add_host('spare3', status='disabled')
+    result = evacuate(cloud, target_order='reserved', reserved_hosts=['spare3', 'compute3'], concurrency=1)
+    assert cloud.evacuations() == [('vm-0', 'spare3'), ('vm-1', 'spare3')]
+    assert [h['host'] for h in result['capacity']['hosts']] == ['spare3', 'compute3', 'spare1', 'spare2']
+    assert put_hosts(cloud) == [('spare3', dict(status='enabled'))]
+    cloud2 = spare_cloud(servers=1)
+    result = evacuate(cloud2, target_order='reserved', reserved_hosts=['compute3'], discover_reserved_hosts=False)
+    assert cloud2.evacuations() == [('vm-0', 'compute3')] and put_hosts(cloud2) == []
+    assert result['reserved_hosts_used'] == [dict(host='compute3', disabled_reason=None, action='none',
+                                                  instances=ids_of(cloud2, 'vm-0'))]
+
+
+def test_reserved_hosts_disabled_for_another_reason_or_down_are_left_out_naming_why():
+    cloud = make_cloud(servers=1)
+    cloud.add_host('spare3', status='disabled', disabled_reason='maintenance')
+    cloud.add_host('spare4', forced_down=True, status='disabled', disabled_reason='reserved')
+    cloud.add_host('spare5', state='down', status='disabled', disabled_reason='reserved')
+    error = failing(cloud, target_order='reserved', reserved_hosts=['spare3', 'spare4'])
+    assert error.msg == (
+        "no reserved host can take the instances of compute1: spare3 (disabled, reason 'maintenance'), spare4 "
+        "(forced down, reason 'reserved'), spare5 (down, reason 'reserved'). List spare hosts in reserved_hosts, or "
+        "disable them with the reason \"reserved\" in the availability zone or an aggregate of compute1 (found with "
+        "discover_reserved_hosts), or use target_order=reserved_then_scheduler")
+    assert [r for r in cloud.requests if r.method != 'GET'] == []
+
+
+def test_without_discovery_and_nothing_listed_there_is_no_reserved_host():
+    cloud = spare_cloud(servers=1)
+    error = failing(cloud, target_order='reserved', discover_reserved_hosts=False)
+    assert error.msg.startswith('no reserved host can take the instances of compute1: none is listed in '
+                                'reserved_hosts or found disabled as reserved. List spare hosts')
+
+
+def test_discovery_stays_in_the_zone_and_the_aggregates_of_the_host():
+    cloud = make_cloud(servers=1)
+    cloud.add_host('far', zone='az2', status='disabled', disabled_reason='reserved')
+    cloud.add_host('rack', zone='az2', status='disabled', disabled_reason='reserved')
+    cloud.add_aggregate('rack-4', ['compute1', 'rack'])
+    result = evacuate(cloud, target_order='reserved', check_mode=True)
+    assert [h['host'] for h in result['capacity']['hosts']] == ['rack']
+
+
+def test_reserved_host_options_are_checked():
+    cloud = spare_cloud(servers=1)
+    assert failing(cloud, target_order='reserved', reserved_hosts=['compute1']).msg == (
+        'reserved_hosts lists compute1, the host being evacuated: list other hosts')
+    assert failing(cloud, target_order='reserved', reserved_hosts=['ghost']).msg.startswith(
+        "no nova-compute service for host 'ghost'")
+
+
+def test_reserved_hosts_with_the_scheduler_order_warn_and_are_not_used():
+    cloud = spare_cloud(servers=1)
+    result = evacuate(cloud, reserved_hosts=['spare1'])
+    assert result['warnings'] == ['reserved_hosts (spare1) are not used with target_order=scheduler: set '
+                                  'target_order to reserved, reserved_then_scheduler or scheduler_then_reserved to '
+                                  'use them']
+    assert put_hosts(cloud) == [] and cloud.evacuations() == [('vm-0', None)]
+
+
+def test_a_spare_that_cannot_be_enabled_is_skipped_for_the_next():
+    cloud = spare_cloud(servers=1)
+    cloud.fail('compute', 'PUT', '^/os-services/%s$' % cloud.service('spare1')['id'], status=500,
+               body={'computeFault': {'code': 500, 'message': 'RPC timeout'}})
+    result = evacuate(cloud, target_order='reserved')
+    record = result['instances'][0]
+    assert record['outcome'] == 'moved' and record['to'] == 'spare2' and record['attempts'] == 2
+    assert record['history'][0]['error'].startswith('cannot enable the reserved host spare1: cannot update the '
+                                                    'nova-compute service of spare1 (status=enabled)')
+    assert 'RPC timeout' in record['history'][0]['error']
+    assert cloud.evacuations() == [('vm-0', 'spare2')]
+    assert result['reserved_hosts_used'] == [dict(host='spare2', disabled_reason='reserved: rack 2',
+                                                  action='enabled', instances=ids_of(cloud, 'vm-0'))]
+
+
+def test_a_spare_that_cannot_be_enabled_fails_the_instance_when_no_retry_is_left():
+    cloud = spare_cloud(servers=1)
+    cloud.fail('compute', 'PUT', '^/os-services/', status=500)
+    error = failing(cloud, target_order='reserved', retries=0)
+    assert error.facts['instances'][0]['reason'].startswith('cannot enable the reserved host spare1')
+    assert error.facts['instances'][0]['reason'].endswith('(gave up after 1 attempt(s), retries=0)')
+    assert cloud.evacuations() == [] and error.facts['reserved_hosts_used'] == []
+
+
+def test_a_failed_evacuation_to_a_spare_is_retried_on_the_next_spare_then_round_and_round():
+    cloud = spare_cloud(servers=1)
+    cloud.script(cloud.server('vm-0'), 'failed', 'failed', 'ok')
+    result = evacuate(cloud, target_order='reserved')
+    assert cloud.evacuations() == [('vm-0', 'spare1'), ('vm-0', 'spare2'), ('vm-0', 'spare1')]
+    assert [u['host'] for u in result['reserved_hosts_used']] == ['spare1', 'spare2']
+    assert [u['instances'] for u in result['reserved_hosts_used']] == [ids_of(cloud, 'vm-0'), []]
+    cloud = make_cloud(servers=1)
+    cloud.add_host('spare1', status='disabled', disabled_reason='reserved')
+    cloud.script(cloud.server('vm-0'), 'novalidhost', 'ok')
+    evacuate(cloud, target_order='scheduler_then_reserved')
+    assert cloud.evacuations() == [('vm-0', None), ('vm-0', 'compute2')]
+
+
+def test_a_scheduler_retry_after_the_scheduler_pool_goes_to_a_spare():
+    cloud = make_cloud(servers=1)
+    cloud.add_host('spare1', status='disabled', disabled_reason='reserved')
+    cloud.script(cloud.server('vm-0'), 'novalidhost', 'novalidhost', 'novalidhost', 'ok')
+    evacuate(cloud, target_order='scheduler_then_reserved', retries=3)
+    assert cloud.evacuations() == [('vm-0', None), ('vm-0', 'compute2'), ('vm-0', 'compute3'), ('vm-0', 'spare1')]
+    assert cloud.service('spare1')['status'] == 'enabled'
+
+
+def test_an_instance_larger_than_a_hosts_max_unit_does_not_fit_there_however_much_is_free():
+    """Placement refuses an allocation above an inventory's max_unit (a flavor with more vcpus than the host has
+    cores, at any allocation ratio): the estimate does too."""
+    cloud = EvacuationCloud()
+    cloud.add_host('compute1')
+    narrow = inventory(vcpus=1)
+    narrow['VCPU']['allocation_ratio'] = 16.0
+    cloud.add_host('compute2', inventories=narrow)
+    cloud.add_host('compute3')
+    cloud.add_server('compute1', 'wide', vcpus=2)
+    cloud.crash('compute1')
+    result = evacuate(cloud, check_mode=True)
+    record = result['instances'][0]
+    assert record['candidates'] == ['compute3'] and record['target_pool'] == 'scheduler'
+    hosts = dict((h['host'], h) for h in result['capacity']['hosts'])
+    assert hosts['compute2']['free']['vcpus'] == 16 and hosts['compute2']['max_unit']['vcpus'] == 1
+    cloud.service('compute3').update(status='disabled')
+    assert by_name(evacuate(cloud, check_mode=True))['wide']['reason'].startswith('no capacity: it needs vcpus=2')
+
+
+def test_an_inventory_without_max_unit_counts_its_total():
+    cloud = make_cloud(servers=1)
+    for inventories in cloud.inventories.values():
+        for resource in inventories.values():
+            resource.pop('max_unit')
+    result = evacuate(cloud, check_mode=True)
+    assert result['capacity']['sufficient'] is True
+    assert result['capacity']['hosts'][0]['max_unit'] == dict(vcpus=16, memory_mb=32768, disk_gb=100)

@@ -690,3 +690,22 @@ def test_without_openstacksdk_the_core_still_imports(monkeypatch):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.TRANSPORT_ERRORS == ()
+
+
+@pytest.mark.parametrize('reason, reserved', [
+    ('reserved', True), ('reserved: spare for rack 4', True), ('reserved for the next failover', True),
+    ('reservedx', False), ('Reserved', False), (' reserved', False), ('maintenance', False), ('', False),
+    (None, False), ('openstack_ha:failover run=20261122T101500Z-compute1-4711 at=2026-11-22T10:15:00Z', False),
+])
+def test_reserved_reasons(reason, reserved):
+    assert _nova.is_reserved_reason(reason) is reserved
+
+
+def test_neighbour_services_share_the_zone_or_an_aggregate(cloud):
+    cloud.add_host('compute4', zone='az2')
+    cloud.add_host('compute5', zone='az2')
+    cloud.add_aggregate('rack', ['compute1', 'compute5'])
+    services = compute_services(cloud)
+    aggregates = _nova.list_aggregates(cloud)
+    assert [s['host'] for s in _nova.neighbour_services('compute1', 'nova', services, aggregates)] == [
+        'compute2', 'compute3', 'compute5']

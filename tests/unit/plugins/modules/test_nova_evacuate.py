@@ -96,3 +96,34 @@ def test_a_bad_source_choice_is_refused_before_connecting(cloud, run_module):
     outcome = run_module(nova_evacuate.main, dict(ARGS, evacuable_sources=['metadata']))
     assert outcome.failed and 'evacuable_sources' in outcome.result['msg']
     assert cloud.connects == []
+
+
+def test_reserved_host_options_reach_the_core_and_the_spare_is_reported(cloud, run_module):
+    cloud.add_host('spare1', status='disabled', disabled_reason='reserved: rack 4')
+    cloud.add_host('spare2', status='disabled', disabled_reason='reserved')
+    outcome = run_module(nova_evacuate.main, dict(ARGS, target_order='reserved', reserved_hosts=['spare2'],
+                                                  discover_reserved_hosts=False))
+    assert not outcome.failed
+    assert set(outcome.result) == set(nova_evacuate.RETURNED_KEYS) | {'changed'}
+    assert sorted(cloud.evacuations()) == [('vm-0', 'spare2'), ('vm-1', 'spare2')]
+    used = outcome.result['reserved_hosts_used']
+    assert [(u['host'], u['action'], u['disabled_reason']) for u in used] == [('spare2', 'enabled', 'reserved')]
+    assert cloud.service('spare1')['status'] == 'disabled'
+
+
+def test_capacity_policy_fail_reaches_the_core_and_fails_with_the_documented_keys(cloud, run_module):
+    cloud.server('vm-1')['flavor']['ram'] = 100000
+    outcome = run_module(nova_evacuate.main, dict(ARGS, capacity_policy='fail'))
+    assert outcome.failed
+    assert set(outcome.result) == set(nova_evacuate.RETURNED_KEYS) | {'changed', 'msg'}
+    assert outcome.result['msg'].startswith('refusing to evacuate compute1: 1 of 2 instance(s) to move would not '
+                                            'fit')
+    assert 'vm-1' in outcome.result['msg'] and outcome.result['changed'] is False
+    assert cloud.evacuations() == []
+
+
+def test_bad_target_order_and_capacity_policy_are_refused_before_connecting(cloud, run_module):
+    for option in ('target_order', 'capacity_policy'):
+        outcome = run_module(nova_evacuate.main, dict(ARGS, **{option: 'whatever'}))
+        assert outcome.failed and option in outcome.result['msg']
+    assert cloud.connects == []
