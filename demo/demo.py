@@ -1,13 +1,14 @@
 """`make demo`: a compute host dies in the lab and its servers come back elsewhere, step by step.
 
-What it does, with what the collection has today:
   1. starts the lab (lab/labctl up) and boots servers on compute1 (with and without a network port);
   2. crashes compute1 (its nova-compute is killed; the BMC still reports power on, like a kernel panic);
   3. waits until Nova itself reports the host down (heartbeats stopped);
-  4. runs demo/recover.yml (through ansible-runner, as AWX would): the collection's `ipmi_fence` powers the host
-     off over real IPMI and verifies it, `nova_service` forces the service down and then disables it with a
-     reason, `nova_evacuate` moves every server and tracks each one to ACTIVE on another host;
-  5. prints each step's result, where each server went and how long it took, and checks it through Nova.
+  4. runs the host_failover runbook (playbooks/host_failover.yml, through ansible-runner as AWX would) with the
+     lab's inventory: the gates (corroboration, observer, storm guard, capacity), the fence through the host's
+     BMC (IPMI, verified), the service forced down and disabled with a structured reason, every server evacuated
+     and read back from Nova;
+  5. prints the runbook's report (evidence, gate decisions, fence, each server's outcome) from the job's
+     artifacts, and checks the outcome through Nova itself.
 The lab is left running (`lab/labctl down` stops it; `lab/labctl reset` cleans it).
 """
 
@@ -22,7 +23,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABCTL = os.path.join(REPO, 'lab', 'labctl')
 VENV_BIN = os.path.dirname(sys.executable)
 HOST = 'compute1'
-EVACUATE_MICROVERSION = '2.94'  # 2.95+ would land the servers stopped
 T0 = time.monotonic()
 
 
@@ -53,24 +53,21 @@ def collection_path():
     return root
 
 
-def recover(env):
-    """Run demo/recover.yml through ansible-runner; return {task name: result} for the target host."""
+def recover(env, report_dir):
+    """Run the host_failover runbook through ansible-runner; return its report (the job's set_stats artifact)."""
     import ansible_runner
     run = ansible_runner.run(
         private_data_dir=tempfile.mkdtemp(prefix='ohdemo-runner-'),
-        playbook=os.path.join(REPO, 'demo', 'recover.yml'), inventory=env['inventory'],
-        extravars={'target': HOST, 'cloud': env['cloud']}, quiet=True,
+        playbook=os.path.join(REPO, 'playbooks', 'host_failover.yml'), inventory=env['inventory'],
+        extravars={'compute_host': HOST, 'host_failover_report_dir': report_dir}, quiet=True,
         envvars={'ANSIBLE_COLLECTIONS_PATH': collection_path(), 'OS_CLIENT_CONFIG_FILE': env['clouds_yaml'],
                  'PATH': VENV_BIN + os.pathsep + os.environ['PATH']})
-    results = {}
-    for event in run.events:
-        if event.get('event') in ('runner_on_ok', 'runner_on_failed', 'runner_on_unreachable'):
-            results[event['event_data']['task']] = event['event_data']['res']
-    if run.rc != 0:
-        failed = {task: res.get('msg') for task, res in results.items() if res.get('failed')}
-        sys.exit('demo: the recovery playbook failed (%s): %s\n%s' % (
-            run.status, failed or 'no task result', run.stdout.read()[-3000:] if not failed else ''))
-    return results
+    stats = [event for event in run.events if event.get('event') == 'playbook_on_stats']
+    report = stats[-1]['event_data'].get('artifact_data', {}).get('openstack_ha_recovery_report') if stats else None
+    if run.rc != 0 or not report:
+        sys.exit('demo: the host_failover runbook failed (%s): %s\n%s' % (
+            run.status, report['message'] if report else 'no report', run.stdout.read()[-3000:]))
+    return report
 
 
 def main():
@@ -99,19 +96,31 @@ def main():
     say('Nova reports %s down (heartbeats stopped; %.1fs after the crash)' % (HOST, time.monotonic() - t_crash))
 
     t_recover = time.monotonic()
-    results = recover(env)
-    fence = results['Fence the host through its BMC and verify it is off']
-    say('FENCED by ipmi_fence: power %s -> %s, verified=%s after %d attempt(s), %.2fs in the module' % (
-        fence['power_before'], fence['power'], fence['verified'], fence['attempts'], fence['elapsed']))
-    service = results['Force the nova-compute service down, then disable it with a reason']['service']
+    report_dir = tempfile.mkdtemp(prefix='ohdemo-reports-')
+    say('running the host_failover runbook (ansible-playbook openstack_ha.recovery.host_failover '
+        '-e compute_host=%s)' % HOST)
+    report = recover(env, report_dir)
+    for signal in report['signals']:
+        say('  evidence %-6s %-8s %s' % (signal['signal'], 'DOWN' if signal['down'] else 'not down',
+                                          signal['detail'].strip()))
+    for gate in report['gates']:
+        say('  gate %-13s %-7s %s' % (gate['gate'], gate['verdict'].upper(), gate['reason'].strip()))
+    fence = report['fence']
+    say('FENCED: level %s (%s), outcome %s; fence_verify: BMC %s, Nova heartbeat %s' % (
+        fence['level'], fence['level_name'], fence['outcome'], fence['evidence']['bmc']['verdict'],
+        fence['evidence']['nova']['verdict']))
+    service = report['service']['after']
     say('nova_service: %s forced_down=%s, %s (%s)' % (
         HOST, service['forced_down'], service['status'], service['disabled_reason']))
-    evacuation = results['Evacuate every instance to healthy hosts']
+    evacuation = report['evacuation']
     for record in evacuation['instances']:
         say('  %-28s %-7s %s -> %s, %s, attempt(s) %s, %.1fs' % (
             record['name'], record['outcome'], record['from'], record['to'], record['status_after'],
             record['attempts'], record['seconds'] or 0))
-    say('nova_evacuate totals: %s (playbook %.1fs)' % (evacuation['totals'], time.monotonic() - t_recover))
+    say('runbook outcome %s: %s (runbook %.1fs; phases: %s)' % (
+        report['outcome'], evacuation['totals'], time.monotonic() - t_recover,
+        ', '.join('%s %.1fs' % (phase['phase'], phase['at_seconds']) for phase in report['phases'])))
+    say('report written to %s' % report_dir)
 
     # Do not take the modules' word for it: read Nova.
     for s in servers:
@@ -120,7 +129,8 @@ def main():
             sys.exit('demo: Nova says %s is %s on %s' % (srv.name, srv.status, srv.compute_host))
     say('RECOVERED: all %d servers ACTIVE on other hosts, %.1fs after the crash' % (
         len(servers), time.monotonic() - t_crash))
-    print(json.dumps({'host': HOST, 'servers': len(servers), 'fence_verified': fence['verified'],
+    print(json.dumps({'host': HOST, 'servers': len(servers), 'fence_verified': fence['fenced'],
+                      'outcome': report['outcome'],
                       'seconds_crash_to_recovered': round(time.monotonic() - t_crash, 1)}))
 
 

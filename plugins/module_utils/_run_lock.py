@@ -179,7 +179,7 @@ def stale_reason(record, alive, age, stale_after):
     """Why a lock held by another run is stale, or None while it holds."""
     if alive is False:
         return 'its holder process %s on %s is gone' % (record.get('pid'), record.get('hostname'))
-    if age > stale_after:
+    if alive is None and age > stale_after:  # a holder that still runs here keeps its lock, however long
         return 'it is %.0f s old, more than stale_after %s s' % (age, stale_after)
     return None
 

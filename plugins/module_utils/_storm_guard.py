@@ -60,7 +60,8 @@ def recent_failovers(services, host, run_id, window, now):
     """[{host, run, at}] of the failover markers in the services' disabled reasons written within `window`
     seconds before `now` (or after it: a controller clock behind Nova's), sorted by time then host.
 
-    A marker of run `run_id` on `host` itself is this failover being run again, not another one: left out.
+    A marker on `host` itself is the failover of this host being run again (a rerun, whatever its run id:
+    host_restore clears the marker), not another one: left out. `run_id` is kept for the callers' records.
     A disabled reason that starts like a failover marker but does not parse is counted (its age is unknown, so
     it cannot be shown to be old).
     """
@@ -74,7 +75,7 @@ def recent_failovers(services, host, run_id, window, now):
             marker = dict(runbook='failover', run=None, at=None, time=None)
         if marker['runbook'] != 'failover':
             continue
-        if service['host'] == host and run_id is not None and marker['run'] == run_id:
+        if service['host'] == host:
             continue
         if marker['time'] is not None and (now - marker['time']).total_seconds() > window:
             continue

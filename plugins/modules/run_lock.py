@@ -23,8 +23,9 @@ description:
   - B(Same run). A lock of the same O(run_id) is acquired again without a change (a rerun of one run); its
     holder process is updated to the current one.
   - B(Stale locks). A lock of another run is stale when its holder process is gone (checked only on the
-    controller that wrote it - same C(hostname); a pid now running another process does not count), or when it
-    is older than O(stale_after) seconds. A stale lock is replaced by this run's (RV(took_over_from) says
+    controller that wrote it - same C(hostname); a pid now running another process does not count), or, when
+    its holder cannot be checked (another controller, no holder process), when it is older than O(stale_after)
+    seconds. A holder that still runs on this controller keeps its lock however long its run takes. A stale lock is replaced by this run's (RV(took_over_from) says
     whose it was).
   - B(Races). Each decision - read, create, take over, remove - is made under an exclusive C(flock) of
     O(lock_dir)/O(name).lock.guard, so of two runs racing for one host (also for one stale lock) exactly one
@@ -73,8 +74,8 @@ options:
     required: true
   stale_after:
     description:
-      - Seconds after which a lock of another run is stale even when its holder process still runs (or
-        cannot be checked, on another controller). Set it longer than a failover can take.
+      - Seconds after which a lock of another run whose holder process cannot be checked (another controller,
+        or no holder process) is stale. Set it longer than a failover can take.
     type: float
     default: 3600.0
   state:

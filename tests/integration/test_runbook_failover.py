@@ -252,6 +252,13 @@ def test_every_fence_level_failing_means_no_evacuation(failover, conn):
     labctl('crash', host)
     labctl('bmc', host, '--fail', 'unreachable')
     wait_nova_down(conn, host)
+    # leaving the fence phase out with --skip-tags must not let anything after it run
+    skipped = failover.play(PLAYBOOK, extra_vars=failover.extra(host), timeout=900,
+                            env=dict(ANSIBLE_SKIP_TAGS='host_failover_fence'))
+    assert skipped.rc != 0
+    assert 'compute1 is not proven fenced (the fence phase did not run' in skipped.fact('host_failover_report')['message']
+    assert compute_service(conn, host).is_forced_down is False and evacuation_migrations(conn, host) == []
+
     run = failover.run(host, host_fence_timeout=3, host_fence_retries=0)
     assert run.rc != 0
     report = run.fact('host_failover_report')

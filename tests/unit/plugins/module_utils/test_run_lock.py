@@ -147,8 +147,6 @@ def test_locks_of_different_hosts_are_independent(lock_dir, sleeper):
     (lambda sleeper: dict(pid=dead_pid()), 'its holder process %(pid)s on %(host)s is gone'),
     (lambda sleeper: record_of(sleeper(), pid_start=1), 'its holder process %(pid)s on %(host)s is gone'),
     (lambda sleeper: record_of(sleeper(), boot_id='another-boot'), 'its holder process %(pid)s on %(host)s is gone'),
-    (lambda sleeper: record_of(sleeper(), created_ts=time.time() - 7300),
-     'it is 7300 s old, more than stale_after 7200.0 s'),
     (lambda sleeper: dict(hostname='controller-2', pid=4711, created_ts=time.time() - 7300),
      'it is 7300 s old, more than stale_after 7200.0 s'),
 ])
@@ -162,6 +160,14 @@ def test_a_stale_lock_is_taken_over(lock_dir, sleeper, make_record, reason):
     assert taken['stale_reason'] == reason % dict(pid=old['pid'], host=old['hostname'])
     assert read_lock(lock_file(lock_dir))['pid'] == pid
     assert result['diff'] == dict(before=dict(run_id='run-old'), after=dict(run_id='run-new'))
+
+
+def test_an_old_lock_whose_holder_still_runs_here_holds(lock_dir, sleeper):
+    # a long evacuation must not lose its lock to a second run just because it outlived stale_after
+    write_record(lock_dir, run_id='run-old', **record_of(sleeper(), created_ts=time.time() - 7300))
+    result = acquire('compute1', 'run-new', lock_dir, 7200.0, sleeper())
+    assert result['acquired'] is False and result['holder']['alive'] is True
+    assert result['holder']['run_id'] == 'run-old' and result['took_over_from'] is None
 
 
 def test_another_controllers_young_lock_holds(lock_dir, sleeper):
