@@ -25,8 +25,8 @@ description:
   - B(Stale locks). A lock of another run is stale when its holder process is gone (checked only on the
     controller that wrote it - same C(hostname); a pid now running another process does not count), or, when
     its holder cannot be checked (another controller, no holder process), when it is older than O(stale_after)
-    seconds. A holder that still runs on this controller keeps its lock however long its run takes. A stale lock is replaced by this run's (RV(took_over_from) says
-    whose it was).
+    seconds. A holder that still runs on this controller keeps its lock however long its run takes. A stale
+    lock is replaced by this run's (RV(took_over_from) says whose it was).
   - B(Races). Each decision - read, create, take over, remove - is made under an exclusive C(flock) of
     O(lock_dir)/O(name).lock.guard, so of two runs racing for one host (also for one stale lock) exactly one
     acquires it and the other sees the first one's lock. A run killed meanwhile releases the flock with its
