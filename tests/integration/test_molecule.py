@@ -28,9 +28,13 @@ def test_molecule_scenario(lab, scenario):
     bin_dir = os.path.dirname(sys.executable)
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(), PATH=bin_dir + os.pathsep + os.environ['PATH'],
                ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_NOCOLOR='1', NO_COLOR='1', PY_COLORS='0')
+    # molecule keeps a scenario's state (prepared: true) between runs and the unmanaged driver never destroys
+    # it, so a second run would skip prepare: start from a clean state every time
+    subprocess.run([os.path.join(bin_dir, 'molecule'), 'reset', '-s', scenario], cwd=REPO, env=env, check=True,
+                   capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     try:
         proc = subprocess.run([os.path.join(bin_dir, 'molecule'), 'test', '-s', scenario], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=880, stdin=subprocess.DEVNULL)
+                              capture_output=True, text=True, timeout=760, stdin=subprocess.DEVNULL)
     finally:
         labctl('reset', timeout=600)  # whatever the scenario left (its cleanup may not have run)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
