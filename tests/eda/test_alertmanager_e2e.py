@@ -17,16 +17,14 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 import yaml
+
+from eda_helpers import Process, free_port, http, listening, probe, read, tool, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -39,84 +37,6 @@ WRONG_TOKEN = 'eda-' + secrets.token_hex(16)
 ALERT = ['alertname=ComputeHostDown', 'openstack_ha=recover']  # what the shipped route sends to the source
 STARTUP = 90  # seconds: Alertmanager ~0.2 s, ansible-rulebook (JVM, Drools) 3-4 s on this machine kind
 RUN = 60  # seconds for one alert to reach the playbook's effect (measured ~1-2 s)
-
-
-def tool(name):
-    found = shutil.which(name, path=BIN + os.pathsep + os.environ.get('PATH', ''))
-    if not found:
-        pytest.fail('%s is not installed: the end-to-end tests need Debian prometheus-alertmanager (amtool), '
-                    'Java 17 and pip install -r eda-requirements.txt' % name)
-    return found
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(('127.0.0.1', 0))
-        return probe.getsockname()[1]
-
-
-def wait_for(what, check, process, log, timeout, interval=0.02):
-    """Poll check() until it returns a true value; fail early, with the log, if the process died."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if process is not None and process.poll() is not None:
-            pytest.fail('%s: the process exited with %s before that. Its output:\n%s'
-                        % (what, process.returncode, read(log)[-6000:]))
-        if time.monotonic() > deadline:
-            pytest.fail('%s: not within %s s. Output:\n%s' % (what, timeout, read(log)[-6000:] if log else ''))
-        time.sleep(interval)
-
-
-def read(path):
-    with open(path, errors='replace') as handle:
-        return handle.read()
-
-
-def probe(url):
-    """Status of a GET, or None while the server does not answer yet."""
-    try:
-        return http(url, timeout=2)[0]
-    except (OSError, urllib.error.URLError):
-        return None
-
-
-def http(url, body=None, headers=None, method=None, timeout=5):
-    """(status, text) of one request, 4xx/5xx included."""
-    request = urllib.request.Request(url, data=body, headers=headers or {}, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
-class Process:
-    """A process started by the test, in its own session; stop() ends that session's process group only."""
-
-    def __init__(self, argv, log, **kwargs):
-        self.log = log
-        with open(log, 'wb') as out:
-            self.popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          start_new_session=True, **kwargs)
-
-    def stop(self):
-        if self.popen.poll() is None:
-            try:
-                os.killpg(self.popen.pid, signal.SIGTERM)
-                self.popen.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(15)
-            except ProcessLookupError:
-                pass
-        # children left in the group (ansible-playbook of a run in progress)
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def alertmanager_config(source_url, token_file):
@@ -247,12 +167,6 @@ def print_run_latencies(seen):
             event = json.load(handle)
         spans.append('%s %.2f s' % (event['alert']['labels']['host'], when - parse_time(event['meta']['received_at'])))
     print('\nevent in the source -> playbook effect, per run: ' + ', '.join(spans))
-
-
-def listening(port):
-    with socket.socket() as probe:
-        probe.settimeout(1)
-        return probe.connect_ex(('127.0.0.1', port)) == 0
 
 
 def parse_time(text):
