@@ -53,8 +53,12 @@ build: venv
 	mkdir -p dist
 	$(BIN)/ansible-galaxy collection build --force --output-path dist .
 
+# Two pytest-xdist workers, each with a lab of its own (tests/integration/conftest.py), test files kept whole on one
+# worker (their tests share lab state). INTEGRATION_WORKERS=0 runs everything in one process against one lab.
+INTEGRATION_WORKERS ?= 2
 integration: venv lab-install
-	$(PY) -m pytest tests/integration tests/lab tests/bmc tests/eda tests/controller -q
+	$(PY) -m pytest tests/integration tests/lab tests/bmc tests/eda tests/controller -q --durations=30 \
+		$(if $(filter-out 0,$(INTEGRATION_WORKERS)),-n $(INTEGRATION_WORKERS) --dist loadfile)
 
 test: units sanity integration
 

@@ -4,6 +4,11 @@ The session starts the lab itself when it is not running (CI starts with nothing
 only in that case, so a developer's running lab survives a test run. Every test that changes the cloud
 uses `fresh_lab`, which returns the lab to a clean state afterwards (servers deleted, hosts powered,
 up and enabled): Nova's scheduler never picks a disabled host, so a leaked disabled host breaks the next test.
+
+Under pytest-xdist (`make integration` runs two workers, `--dist loadfile`), each worker has a lab of its own:
+OHLAB_HOME gets the worker's name appended and OHLAB_BASE_PORT moves 2000 ports per worker; the workers' labs
+share the installed lab venv. Most of a lab test's time is waiting for Nova, so two labs on two cores finish the
+suite sooner than one.
 """
 
 import json
@@ -12,7 +17,26 @@ import subprocess
 
 import pytest
 
-from lab_helpers import LABCTL, labctl
+
+def _lab_of_this_worker():
+    worker = os.environ.get('PYTEST_XDIST_WORKER')
+    if not worker:
+        return
+    home = os.environ.get('OHLAB_HOME', '/var/tmp/ohlab')
+    worker_home = '%s-%s' % (home, worker)
+    os.environ['OHLAB_HOME'] = worker_home
+    os.environ['OHLAB_BASE_PORT'] = str(int(os.environ.get('OHLAB_BASE_PORT', '28000'))
+                                        + 2000 * int(worker.lstrip('gw')))
+    os.makedirs(worker_home, exist_ok=True)
+    venv = os.path.join(worker_home, 'venv')
+    if os.path.isdir(os.path.join(home, 'venv')) and not os.path.exists(venv):
+        os.symlink(os.path.join(home, 'venv'), venv)
+
+
+# before lab_helpers or any test reads the environment: every labctl the tests run inherits it
+_lab_of_this_worker()
+
+from lab_helpers import LABCTL, labctl  # noqa: E402
 
 
 def _lab_running():
