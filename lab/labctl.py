@@ -740,13 +740,16 @@ def compute_pid(host):
 
 def service_state(host):
     """HOST's nova-compute service as its init (lab/ohlab_host.py) sees it: 'active', 'inactive', 'failed', or
-    'host-down' when the host's OS does not run (powered off, crashed) and 'host-frozen' when it is frozen."""
+    'host-down' when the host's OS does not run (powered off, crashed), 'host-frozen' when it is frozen, and
+    'booting' until the init of the running OS has started the service once."""
     state = compute_state(host)
     if state != 'alive':
         return 'host-down' if state == 'dead' else 'host-frozen'
+    record = json.loads(read(os.path.join(host_dir(host), 'service.json')) or '{}')
+    if record.get('init_pid') != compute_pid(host):
+        return 'booting'  # the record is from before the last boot: the init has not started the service yet
     if pid_of(os.path.join(host_dir(host), 'nova-compute.pid')):
         return 'active'
-    record = json.loads(read(os.path.join(host_dir(host), 'service.json')) or '{}')
     return 'failed' if record.get('state') == 'failed' else 'inactive'
 
 
@@ -754,8 +757,13 @@ def service_starts(host):
     return json.loads(read(os.path.join(host_dir(host), 'service.json')) or '{}').get('starts', 0)
 
 
+def wait_booted(host):
+    wait_for('the init of %s to boot' % host, lambda: service_state(host) != 'booting', 10, interval=0.05)
+    return service_state(host)
+
+
 def service_stop(host):
-    if service_state(host) != 'active':
+    if wait_booted(host) != 'active':
         return False
     os.kill(compute_pid(host), signal.SIGUSR2)
     wait_for('nova-compute of %s to stop' % host, lambda: service_state(host) != 'active', 10, interval=0.05)
@@ -764,7 +772,7 @@ def service_stop(host):
 
 def service_start(host):
     """Start HOST's nova-compute unless it runs; LabError when it fails to come up (exits within a second)."""
-    if service_state(host) == 'active':
+    if wait_booted(host) == 'active':
         return False
     starts = service_starts(host)
     os.kill(compute_pid(host), signal.SIGUSR1)
@@ -1142,7 +1150,7 @@ def cmd_reset(args):
             # a lying BMC may have written "off" while the host kept running: the chassis is on
             write(os.path.join(host_dir(host), 'power'), 'on')
         power_on(host)
-        if service_state(host) in ('inactive', 'failed'):  # labctl service HOST --stop: the host is up, not it
+        if wait_booted(host) in ('inactive', 'failed'):  # labctl service HOST --stop: the host is up, not it
             service_start(host)
     services = compute_services(conn)
     for host in hosts:

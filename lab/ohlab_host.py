@@ -19,7 +19,8 @@ Service control (what ``systemctl`` does on a real host; ``labctl service HOST .
 ``SIGUSR2``  stop nova-compute: its process (group) is killed; the host and its sshd stay up.
 ``SIGTERM``  shut the host down: sshd and nova-compute are killed, then this program exits.
 
-``service.json`` in the host directory records the service's state after every change: ``{"state":
+``service.json`` in the host directory records the service's state after every change: ``{"init_pid": <this
+program's pid>, "state":
 "running"|"stopped"|"failed", "pid": N|null, "started": <time.time()>|null, "exit_status": N|null,
 "changed": <time.time()>, "starts": <count>}``. A start that fails is recorded as ``failed`` with its exit status.
 
@@ -62,7 +63,7 @@ class Host:
         self.service_argv = service_argv
         self.sshd = None
         self.service = None
-        self.state = {'state': 'stopped', 'pid': None, 'started': None, 'exit_status': None,
+        self.state = {'init_pid': os.getpid(), 'state': 'stopped', 'pid': None, 'started': None, 'exit_status': None,
                       'changed': time.time(), 'starts': 0}
         self.requests = []  # signals received, handled in order by the main loop
 
