@@ -21,6 +21,11 @@ this module in the lab's own venv. Commands (each accepts --json):
   live-migration HOST --fail abort|precheck / live-migration HOST --ok
                       make live migrations from HOST fail (see lab/ohlab_fake.py), or work again
   wait-up [HOST ...]  wait until the hosts' nova-compute services report up
+  service HOST [--stop | --start | --restart | --broken | --ok]
+                      HOST's nova-compute service, the host staying up (lab/ohlab_host.py): stop it (its process
+                      dies, sshd and the BMC's power stay on), start or restart it, say whether it runs; --broken:
+                      every start from now on fails at once (escalation tests), --ok: starts work again.
+                      Without a flag: the service's state. A host's sshd runs `systemctl` here (systemctl_main).
 
 Design notes: every service is a plain child process in its own session (no systemd), with a pid file and a
 log under $OHLAB_HOME/state; all listeners are on 127.0.0.1 and on ports of the lab's own (base port
@@ -60,7 +65,10 @@ PORTS = {
 }
 IPMI_PORT_BASE = BASE + 1000     # compute1 -> BASE+1001
 REDFISH_PORT_BASE = BASE + 1100  # compute1 -> BASE+1101
-SSH_PORT_BASE = BASE + 1200      # compute1 -> BASE+1201: the fake host's "sshd" (lab/ohlab_fake.py)
+SSH_PORT_BASE = BASE + 1200      # compute1 -> BASE+1201: the host's real OpenSSH sshd (lab/ohlab_host.py)
+SSHD_CONFIG = 'sshd_config'      # in the host's directory, with its host key ssh_host_ed25519_key
+SSH_USER = 'root'                # the lab's Ansible logs in as root with the lab's key (path('ssh', 'id_ed25519'))
+SERVICE_BROKEN_FILE = 'service-broken'  # in the host's directory, read by lab/ohlab_host.py at every start
 
 # Lab-only credentials: the lab is reachable only on 127.0.0.1 and holds no data.
 SECRET = 'ohlab-secret'
@@ -626,14 +634,18 @@ def setup_hosts(count, sizes):
         }))
         env = {'OHLAB_VCPUS': str(sizes.get('vcpus', 1000)),
                'OHLAB_MEMORY_MB': str(sizes.get('memory_mb', 800000)),
-               'OHLAB_DISK_GB': str(sizes.get('disk_gb', 600000)),
-               'OHLAB_SSH_PORT': str(SSH_PORT_BASE + i)}
+               'OHLAB_DISK_GB': str(sizes.get('disk_gb', 600000))}
+        write_sshd_config(host, hdir, SSH_PORT_BASE + i)
         override = read(os.path.join(hdir, 'size.json'))
         if override:
             # {"vcpus": .., "memory_mb": .., "disk_gb": ..} (the environment variable names work too)
             env.update({SIZE_ENV.get(k, k): str(v) for k, v in json.loads(override).items()})
         write(os.path.join(hdir, 'compute.json'), json.dumps({
-            'argv': [os.path.join(BIN, 'nova-compute')] + nova_args(with_db=False) +
+            # the host's OS (lab/ohlab_host.py: its sshd, then nova-compute as a service), all in one process
+            # group that the BMC starts at power on and kills at power off
+            'argv': [sys.executable, os.path.join(LAB_DIR, 'ohlab_host.py'), '--host-dir', hdir,
+                     '--sshd-config', os.path.join(hdir, SSHD_CONFIG), '--',
+                     os.path.join(BIN, 'nova-compute')] + nova_args(with_db=False) +
                     ['--config-file', os.path.join(hdir, 'nova-compute.conf')],
             'env': dict(os.environ, **env),
             'cwd': hdir,
@@ -649,6 +661,53 @@ def setup_hosts(count, sizes):
         if read(os.path.join(hdir, 'power')) is None:
             write(os.path.join(hdir, 'power'), 'off')
     return hosts
+
+
+def ssh_keygen(key_file):
+    if not os.path.exists(key_file):
+        os.makedirs(os.path.dirname(key_file), exist_ok=True)
+        run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', 'ohlab', '-f', key_file])
+
+
+SYSTEMCTL_SHIM = '''#!%(python)s
+# `systemctl` on the lab's compute hosts: the first command in PATH of every SSH session of a host (sshd's SetEnv
+# gives OHLAB_HOST and PATH). It drives that host's nova-compute service through labctl (labctl.systemctl_main).
+import os
+import sys
+
+os.environ.setdefault('OHLAB_HOME', %(home)r)
+os.environ.setdefault('OHLAB_BASE_PORT', %(base)r)
+sys.path.insert(0, %(lab_dir)r)
+import labctl  # noqa: E402
+
+sys.exit(labctl.systemctl_main(os.environ.get('OHLAB_HOST', ''), sys.argv[1:]))
+'''
+
+
+def write_sshd_config(host, hdir, port):
+    """The host's sshd: its port on 127.0.0.1, its own host key, root login with the lab's key only, and for
+    every session OHLAB_HOST and a PATH that starts with the lab's host bin dir (the systemctl shim)."""
+    ssh_keygen(path('ssh', 'id_ed25519'))
+    ssh_keygen(os.path.join(hdir, 'ssh_host_ed25519_key'))
+    bin_dir = path('host-bin')
+    write(os.path.join(bin_dir, 'systemctl'), SYSTEMCTL_SHIM % {
+        'python': sys.executable, 'home': HOME, 'base': str(BASE), 'lab_dir': LAB_DIR}, mode=0o755)
+    write(os.path.join(hdir, SSHD_CONFIG), '\n'.join([
+        '# sshd of the lab host %s (written by labctl; run by lab/ohlab_host.py)' % host,
+        'ListenAddress %s:%d' % (ADDR, port),
+        'HostKey %s' % os.path.join(hdir, 'ssh_host_ed25519_key'),
+        'PidFile none',
+        'AuthorizedKeysFile %s' % path('ssh', 'id_ed25519.pub'),
+        'PermitRootLogin prohibit-password',
+        'PubkeyAuthentication yes',
+        'PasswordAuthentication no',
+        'KbdInteractiveAuthentication no',
+        'UsePAM no',
+        'StrictModes no',  # the key lives in the lab's state dir, not in ~root/.ssh
+        'Subsystem sftp internal-sftp',  # Ansible copies its modules with sftp
+        'SetEnv OHLAB_HOST=%s PATH=%s:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+        % (host, bin_dir),
+        '']))
 
 
 def start_bmcs(hosts):
@@ -677,6 +736,144 @@ def bmc_power(host):
 
 def compute_pid(host):
     return pid_of(os.path.join(host_dir(host), 'compute.pid'))
+
+
+def service_state(host):
+    """HOST's nova-compute service as its init (lab/ohlab_host.py) sees it: 'active', 'inactive', 'failed', or
+    'host-down' when the host's OS does not run (powered off, crashed), 'host-frozen' when it is frozen, and
+    'booting' until the init of the running OS has started the service once."""
+    state = compute_state(host)
+    if state != 'alive':
+        return 'host-down' if state == 'dead' else 'host-frozen'
+    record = json.loads(read(os.path.join(host_dir(host), 'service.json')) or '{}')
+    if record.get('init_pid') != compute_pid(host):
+        return 'booting'  # the record is from before the last boot: the init has not started the service yet
+    if pid_of(os.path.join(host_dir(host), 'nova-compute.pid')):
+        return 'active'
+    return 'failed' if record.get('state') == 'failed' else 'inactive'
+
+
+def service_starts(host):
+    return json.loads(read(os.path.join(host_dir(host), 'service.json')) or '{}').get('starts', 0)
+
+
+def wait_booted(host):
+    wait_for('the init of %s to boot' % host, lambda: service_state(host) != 'booting', 10, interval=0.05)
+    return service_state(host)
+
+
+def service_stop(host):
+    if wait_booted(host) != 'active':
+        return False
+    os.kill(compute_pid(host), signal.SIGUSR2)
+    wait_for('nova-compute of %s to stop' % host, lambda: service_state(host) != 'active', 10, interval=0.05)
+    return True
+
+
+def service_start(host):
+    """Start HOST's nova-compute unless it runs; LabError when it fails to come up (exits within a second)."""
+    if wait_booted(host) == 'active':
+        return False
+    starts = service_starts(host)
+    os.kill(compute_pid(host), signal.SIGUSR1)
+    wait_for('the init of %s to start nova-compute' % host, lambda: service_starts(host) > starts, 10,
+             interval=0.05)
+    deadline = time.monotonic() + 1.0  # a service that cannot start exits at once
+    while time.monotonic() < deadline and service_state(host) == 'active':
+        time.sleep(0.05)
+    if service_state(host) != 'active':
+        # the init records the exit status once it has reaped the process
+        record = wait_for('the init of %s to record how nova-compute ended' % host, lambda: json.loads(
+            read(os.path.join(host_dir(host), 'service.json')) or '{}') if service_state(host) == 'failed' else None,
+            5, interval=0.05)
+        raise LabError('nova-compute on %s failed to start (exit status %s; see %s)%s' % (
+            host, record.get('exit_status'), path('log', 'nova-compute-%s.log' % host),
+            ': the lab made it broken (labctl service %s --ok repairs it)' % host
+            if os.path.exists(os.path.join(host_dir(host), SERVICE_BROKEN_FILE)) else ''))
+    return True
+
+
+def cmd_service(args):
+    check_host(args.host)
+    host, hdir = args.host, host_dir(args.host)
+    broken_file = os.path.join(hdir, SERVICE_BROKEN_FILE)
+    if args.broken:
+        write(broken_file, 'every start of nova-compute fails (labctl service %s --broken)\n' % host)
+    elif args.ok and os.path.exists(broken_file):
+        os.unlink(broken_file)
+    elif args.stop or args.start or args.restart:
+        state = service_state(host)
+        if state.startswith('host-'):
+            raise LabError('%s: its OS does not run (%s): only a running host has services to %s (labctl status)'
+                           % (host, 'powered off or crashed' if state == 'host-down' else 'frozen',
+                              'stop' if args.stop else 'start'))
+        changed = False
+        if args.stop or args.restart:
+            changed = service_stop(host)
+        if args.start or args.restart:
+            changed = service_start(host) or changed
+        return {'host': host, 'service': service_state(host), 'changed': changed,
+                'broken': os.path.exists(broken_file)}
+    return {'host': host, 'service': service_state(host), 'broken': os.path.exists(broken_file)}
+
+
+# unit names the systemctl shim knows: nova-compute (and its RDO name), and libvirt's, which the fake hypervisor
+# does not have: restarting those succeeds and does nothing, is-active says active.
+NOVA_UNITS = ('nova-compute', 'openstack-nova-compute')
+NOOP_UNITS = ('libvirtd', 'libvirt', 'virtqemud')
+
+
+def systemctl_main(host, argv):
+    """`systemctl [options] ACTION UNIT...` on lab host HOST: start, stop, restart, is-active, status. Exit codes
+    as systemctl's: 0 done/active, 1 a start failed, 3 inactive, 5 unknown unit."""
+    words = [a for a in argv if not a.startswith('-')]
+    quiet = '-q' in argv or '--quiet' in argv
+    if not host or len(words) < 2:
+        print('systemctl (ohlab %s): usage: systemctl start|stop|restart|is-active|status UNIT...' % (host or '?'),
+              file=sys.stderr)
+        return 1
+    action, units = words[0], [u[:-len('.service')] if u.endswith('.service') else u for u in words[1:]]
+    if action not in ('start', 'stop', 'restart', 'try-restart', 'is-active', 'status'):
+        print('systemctl (ohlab %s): unsupported action %r' % (host, action), file=sys.stderr)
+        return 1
+    rc = 0
+    for unit in units:
+        if unit not in NOVA_UNITS + NOOP_UNITS:
+            if action in ('is-active', 'status'):
+                print('inactive' if action == 'is-active' else 'Unit %s.service could not be found.' % unit)
+                rc = max(rc, 3 if action == 'is-active' else 4)
+            else:
+                print('Failed to %s %s.service: Unit %s.service not found.' % (action, unit, unit), file=sys.stderr)
+                rc = max(rc, 5)
+            continue
+        if unit in NOOP_UNITS:
+            if action in ('is-active', 'status') and not quiet:
+                print('active' if action == 'is-active' else '%s.service (ohlab: no hypervisor daemon here, '
+                      'nothing to do)\n     Active: active' % unit)
+            continue
+        try:
+            if action in ('stop', 'restart', 'try-restart'):
+                if action != 'try-restart' or service_state(host) == 'active':
+                    cmd_service(argparse.Namespace(host=host, broken=False, ok=False, stop=action == 'stop',
+                                                   start=False, restart=action != 'stop'))
+            elif action == 'start':
+                cmd_service(argparse.Namespace(host=host, broken=False, ok=False, stop=False, start=True,
+                                               restart=False))
+        except LabError as e:
+            print('Job for %s.service failed: %s' % (unit, e), file=sys.stderr)
+            rc = max(rc, 1)
+            continue
+        state = service_state(host)
+        if action == 'is-active':
+            if not quiet:
+                print('active' if state == 'active' else 'failed' if state == 'failed' else 'inactive')
+            rc = max(rc, 0 if state == 'active' else 3)
+        elif action == 'status':
+            pid = pid_of(os.path.join(host_dir(host), 'nova-compute.pid'))
+            print('%s.service - OpenStack Compute (ohlab %s)\n     Active: %s%s' % (
+                unit, host, state, '\n   Main PID: %d' % pid if pid else ''))
+            rc = max(rc, 0 if state == 'active' else 3)
+    return rc
 
 
 def compute_state(host):
@@ -798,6 +995,7 @@ def cmd_status(args):
             'bmc_fail_mode': bmc_config(host).get('fail_mode'),
             'live_migration_fail': (read(live_migration_fail_file(host)) or '').strip() or None,
             'compute': compute_state(host),
+            'service': service_state(host),
         }
     return {'services': services, 'hosts': hosts}
 
@@ -830,13 +1028,22 @@ def cmd_env(args):
             'redfish_url': 'http://%s:%d' % (cfg['address'], cfg['redfish_port']),
             'bmc_username': cfg['username'], 'bmc_password': cfg['password'],
             'ssh_address': ADDR, 'ssh_port': SSH_PORT_BASE + host_names().index(host) + 1,
+            'ssh_user': SSH_USER, 'ssh_private_key_file': path('ssh', 'id_ed25519'),
             'state_dir': host_dir(host),
         }
     inventory = {'all': {'children': {'compute_hosts': {'hosts': {
         h: {'ansible_connection': 'local', 'bmc_address': v['bmc_address'], 'bmc_ipmi_port': v['ipmi_port'],
             'bmc_redfish_url': v['redfish_url'], 'bmc_username': v['bmc_username'],
             'bmc_password': v['bmc_password'], 'host_ssh_address': v['ssh_address'],
-            'host_ssh_port': v['ssh_port']}
+            'host_ssh_port': v['ssh_port'],
+            # how Ansible reaches the host itself over SSH (the runbooks run on the controller - connection
+            # local - except a task that sets ansible_connection: ssh, such as service_recover's restart)
+            'ansible_host': v['ssh_address'], 'ansible_port': v['ssh_port'], 'ansible_user': v['ssh_user'],
+            'ansible_ssh_private_key_file': v['ssh_private_key_file'],
+            # the lab's host keys are new with every fresh lab: no host key checking; no SSH master connection
+            # left behind (it would outlive the host's power off: sshd's session processes are not in its group)
+            'ansible_ssh_common_args': '-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null',
+            'ansible_ssh_args': '-o ControlMaster=no -o ControlPersist=no'}
         for h, v in hosts.items()}, 'vars': RUNBOOK_VARS}}}}
     write(path('inventory.json'), json.dumps(inventory, indent=1), mode=0o600)
     return {'clouds_yaml': path('clouds.yaml'), 'cloud': CLOUD_NAME, 'inventory': path('inventory.json'),
@@ -934,6 +1141,8 @@ def cmd_reset(args):
             write(fname, json.dumps(cfg, indent=1), mode=0o600)
         if os.path.exists(live_migration_fail_file(host)):
             os.unlink(live_migration_fail_file(host))
+        if os.path.exists(os.path.join(host_dir(host), SERVICE_BROKEN_FILE)):
+            os.unlink(os.path.join(host_dir(host), SERVICE_BROKEN_FILE))
         pid = compute_pid(host)
         if pid and compute_state(host) == 'frozen':
             os.killpg(pid, signal.SIGCONT)
@@ -941,6 +1150,8 @@ def cmd_reset(args):
             # a lying BMC may have written "off" while the host kept running: the chassis is on
             write(os.path.join(host_dir(host), 'power'), 'on')
         power_on(host)
+        if wait_booted(host) in ('inactive', 'failed'):  # labctl service HOST --stop: the host is up, not it
+            service_start(host)
     services = compute_services(conn)
     for host in hosts:
         svc = services.get(host)
@@ -1087,6 +1298,11 @@ def main(argv=None):
     p.add_argument('host')
     p.add_argument('--fail', choices=LIVE_MIGRATION_FAIL_MODES)
     p.add_argument('--ok', action='store_true')
+    p = sub.add_parser('service')
+    p.add_argument('host')
+    action = p.add_mutually_exclusive_group()
+    for flag in ('stop', 'start', 'restart', 'broken', 'ok'):
+        action.add_argument('--' + flag, action='store_true')
     p = sub.add_parser('wait-up')
     p.add_argument('hosts', nargs='*')
     p.add_argument('--timeout', type=float, default=90)
@@ -1095,7 +1311,7 @@ def main(argv=None):
     handlers = {'up': cmd_up, 'down': cmd_down, 'status': cmd_status, 'env': cmd_env, 'boot': cmd_boot,
                 'crash': cmd_crash, 'freeze': cmd_freeze, 'thaw': lambda a: cmd_freeze(a, signal.SIGCONT),
                 'bmc': cmd_bmc, 'reset': cmd_reset, 'wait-up': cmd_wait_up, 'resize': cmd_resize,
-                'live-migration': cmd_live_migration}
+                'live-migration': cmd_live_migration, 'service': cmd_service}
     try:
         result = handlers[args.command](args)
     except LabError as e:
@@ -1112,8 +1328,8 @@ def human(command, result):
     if command == 'status':
         lines = ['services: ' + ', '.join('%s=%s' % kv for kv in result['services'].items())]
         for host, h in result['hosts'].items():
-            lines.append('%-10s nova=%-5s forced_down=%-5s disabled=%-5s bmc=%-8s compute=%s%s' % (
-                host, h['nova_state'], h['forced_down'], h['disabled'], h['bmc_power'], h['compute'],
+            lines.append('%-10s nova=%-5s forced_down=%-5s disabled=%-5s bmc=%-8s compute=%s service=%s%s' % (
+                host, h['nova_state'], h['forced_down'], h['disabled'], h['bmc_power'], h['compute'], h['service'],
                 ' (bmc fail mode: %s)' % h['bmc_fail_mode'] if h['bmc_fail_mode'] else ''))
         return '\n'.join(lines)
     if command == 'env':

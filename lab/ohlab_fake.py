@@ -10,11 +10,6 @@ Installed into the lab venv as ``nova/virt/ohlab_fake.py`` because Nova imports 
 * The host's capacity comes from the environment (OHLAB_VCPUS, OHLAB_MEMORY_MB, OHLAB_DISK_GB), so
   the lab can give hosts different sizes and tests can provoke a capacity shortfall.
 
-* The host's operating system answers on its "SSH" port (OHLAB_SSH_PORT on 127.0.0.1): a thread of this
-  process sends an SSH banner to every connection. The fake host's OS is this process: when it is killed
-  (crash, power off) the port refuses connections; when it is frozen (SIGSTOP) the kernel still completes the
-  TCP handshake but no banner ever comes, as with a hung host. Runbooks probe it the way they probe sshd.
-
 * Live migration away from the host can be made to fail, as on a real hypervisor, with a file
   ``live-migration-fail`` in the host's lab directory (the parent of the compute's state_path; written by
   ``labctl live-migration HOST --fail MODE``), read at every live migration:
@@ -31,8 +26,6 @@ whose hypervisor lost its VMs in a power cut.
 """
 
 import os
-import socket
-import threading
 
 from oslo_log import log as logging
 
@@ -61,25 +54,6 @@ def _live_migration_fail_mode():
         return None
 
 
-def _serve_ssh_banner(port):
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(('127.0.0.1', port))
-    listener.listen(64)
-
-    def serve():
-        while True:
-            conn, _peer = listener.accept()
-            try:
-                conn.sendall(b'SSH-2.0-OpenSSH_9.2p1 ohlab\r\n')
-            except OSError:
-                pass
-            finally:
-                conn.close()
-
-    threading.Thread(target=serve, name='ohlab-ssh-banner', daemon=True).start()
-
-
 class LabFakeDriver(fake.FakeDriver):
     def __init__(self, virtapi, read_only=False):
         super().__init__(virtapi, read_only=read_only)
@@ -89,8 +63,6 @@ class LabFakeDriver(fake.FakeDriver):
         self.local_gb = _env_int('OHLAB_DISK_GB', self.local_gb)
         self.resources = fake.Resources(vcpus=self.vcpus, memory_mb=self.memory_mb, local_gb=self.local_gb)
         self._node_uuid = None
-        if os.environ.get('OHLAB_SSH_PORT'):
-            _serve_ssh_banner(int(os.environ['OHLAB_SSH_PORT']))
 
     def _local_node_uuid(self):
         if self._node_uuid is None:
