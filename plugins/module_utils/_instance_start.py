@@ -353,13 +353,28 @@ def _was_running(conn, raw, running_before):
     return None, None
 
 
+def _settled_servers(conn, hosts, running_before, settle_timeout, poll_interval, clock, sleep):
+    """The servers on the hosts, once no server listed in running_before is ACTIVE any more, or settle_timeout
+    seconds passed: a compute that starts runs its power-state sync at once and stops the guests that came back
+    off, but Nova shows them ACTIVE until then."""
+    deadline = clock() + settle_timeout
+    while True:
+        servers = [r for r in all_servers(conn) if r.get('OS-EXT-SRV-ATTR:host') in hosts]
+        waiting = [r for r in servers if r.get('status') == 'ACTIVE'
+                   and (r['id'] in running_before or r.get('name') in running_before)]
+        if not waiting or clock() >= deadline:
+            return servers
+        sleep(poll_interval)
+
+
 def start_in_priority_order(conn, hosts, running_before=(), priority_tag=PRIORITY_TAG, ready_tag=READY_TAG,
-                            timeout=600, ready_timeout=300, poll_interval=2, check_mode=False,
+                            timeout=600, ready_timeout=300, settle_timeout=120, poll_interval=2, check_mode=False,
                             clock=time.monotonic, sleep=time.sleep, ready=tcp_ready):
     """Start the instances of `hosts` that were running before a site outage, in groups of equal priority,
     highest first; a group starts when every instance of the one before is ACTIVE (and answers its readiness
     probe) or has failed."""
-    for name, value in (('timeout', timeout), ('ready_timeout', ready_timeout), ('poll_interval', poll_interval)):
+    for name, value in (('timeout', timeout), ('ready_timeout', ready_timeout), ('poll_interval', poll_interval),
+                        ('settle_timeout', settle_timeout + 1 if settle_timeout is not None else None)):
         if value is None or value < 1:
             raise InstanceStartError('%s must be at least 1, got %r' % (name, value))
     if not hosts:
@@ -372,15 +387,23 @@ def start_in_priority_order(conn, hosts, running_before=(), priority_tag=PRIORIT
     if unknown:
         raise InstanceStartError('unknown host(s) %s: Nova has no nova-compute service on them (known: %s)'
                                  % (', '.join(unknown), ', '.join(sorted(known)) or 'none'))
+    on_hosts = _settled_servers(conn, hosts, running_before, 0 if check_mode else settle_timeout, poll_interval,
+                                clock, sleep)
     records = []
-    for raw in sorted((r for r in all_servers(conn) if r.get('OS-EXT-SRV-ATTR:host') in hosts),
-                      key=lambda r: (r.get('name') or '', r['id'])):
+    for raw in sorted(on_hosts, key=lambda r: (r.get('name') or '', r['id'])):
         record = _record(raw)
         record['priority'], record['priority_source'] = priority_of(raw, priority_tag)
         why, action = _was_running(conn, raw, running_before)
         record.update(stop_action=action, ready=_readiness_target(raw, ready_tag))
-        if raw.get('status') == 'ACTIVE':
+        listed = raw['id'] in running_before or raw.get('name') in running_before
+        if raw.get('status') == 'ACTIVE' and listed and check_mode:
+            record.update(outcome='start', reason='running before the outage (listed): Nova stops it when its host '
+                                                  'is back, then it is started')
+        elif raw.get('status') == 'ACTIVE':
             record.update(outcome='unchanged', reason='ACTIVE already')
+            if listed:
+                record['reason'] = ('ACTIVE: Nova did not stop it within settle_timeout after its host came back (its '
+                                    'guest runs, e.g. resume_guests_state_on_host_boot)')
         elif why is None:
             record.update(outcome='skipped', reason='not running before the outage (status %s, not stopped by '
                                                     'Nova): left as it is' % raw.get('status'))
@@ -390,8 +413,10 @@ def start_in_priority_order(conn, hosts, running_before=(), priority_tag=PRIORIT
         else:
             record.update(outcome='start', reason=why)
         problem = _host_problem(services, record['host'])
-        if record['outcome'] == 'start' and problem:
-            record.update(outcome='failed', reason='%s, but %s' % (why, problem))
+        if record['outcome'] == 'start' and problem and check_mode:
+            record['reason'] += '; %s now: it must be up first' % problem
+        elif record['outcome'] == 'start' and problem:
+            record.update(outcome='failed', reason='%s, but %s' % (record['reason'], problem))
         records.append(record)
     priorities = sorted(set(r['priority'] for r in records), reverse=True)
     groups = []

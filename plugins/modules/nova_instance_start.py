@@ -56,6 +56,14 @@ options:
       - Seconds an ACTIVE instance may take to answer its readiness probe.
     type: int
     default: 300
+  settle_timeout:
+    description:
+      - Seconds to wait, before anything starts, until no server of O(running_before) is ACTIVE any more - a
+        compute that starts runs Nova's power-state sync at once, which stops the guests that came back off,
+        but until then Nova still shows them ACTIVE. A server still ACTIVE after that is V(unchanged) (its guest
+        runs, for example with C(resume_guests_state_on_host_boot)). V(0) does not wait. Check mode does not wait.
+    type: int
+    default: 120
   running_before:
     description:
       - Ids (or names) of the servers that were running before the outage, read before the power came back.
@@ -237,6 +245,7 @@ class NovaInstanceStartModule(OpenStackModule):
         ready_tag=dict(type='str', default=READY_TAG),
         ready_timeout=dict(type='int', default=300),
         running_before=dict(type='list', elements='str', default=[]),
+        settle_timeout=dict(type='int', default=120),
         timeout=dict(type='int', default=600),
     )
 
@@ -245,6 +254,7 @@ class NovaInstanceStartModule(OpenStackModule):
         return start_in_priority_order(conn, params['hosts'], running_before=params['running_before'],
                                        priority_tag=params['priority_tag'], ready_tag=params['ready_tag'],
                                        timeout=params['timeout'], ready_timeout=params['ready_timeout'],
+                                       settle_timeout=params['settle_timeout'],
                                        poll_interval=params['poll_interval'], check_mode=self.check_mode)
 
 

@@ -331,3 +331,35 @@ def test_a_refused_start_fails_that_instance_only(nova):
     records = by_name(recover(nova))
     assert records['a']['outcome'] == 'failed' and 'HTTP 409: task_state powering-on' in records['a']['reason']
     assert records['b']['outcome'] == 'restarted'
+
+
+def test_site_start_waits_for_nova_to_stop_what_was_running_then_starts_it(nova):
+    sid = nova.add_server('vm', status='ACTIVE', stopped_by=None)
+    original = nova.request
+    reads = []
+
+    def sync_after_two_reads(method, url, body):
+        if method == 'GET' and url.startswith('/servers/detail'):
+            reads.append(url)
+            if len(reads) == 3:  # Nova's power-state sync stops it
+                nova.servers[sid]['status'] = 'SHUTOFF'
+                nova.actions[sid].append({'action': 'stop', 'request_id': 'req-sync', 'user_id': None,
+                                          'project_id': None, 'start_time': '2026-11-22T11:58:00.000000'})
+        return original(method, url, body)
+    nova.request = sync_after_two_reads
+    record = by_name(start(nova, running_before=[sid], settle_timeout=60))['vm']
+    assert len(reads) == 3 and record['outcome'] == 'started'
+
+
+def test_site_start_leaves_a_running_guest_after_the_settle_timeout(nova):
+    sid = nova.add_server('vm', status='ACTIVE', stopped_by=None)
+    record = by_name(start(nova, running_before=['vm'], settle_timeout=4, poll_interval=2))['vm']
+    assert record['outcome'] == 'unchanged' and 'did not stop it within settle_timeout' in record['reason']
+    assert nova.posts == [] and nova.servers[sid]['status'] == 'ACTIVE'
+
+
+def test_site_start_check_mode_while_the_hosts_are_down_plans_the_listed_instances(nova):
+    nova.add_server('vm', host='compute2', status='ACTIVE', stopped_by=None)
+    record = by_name(start(nova, hosts=['compute2'], running_before=['id-vm'], check_mode=True))['vm']
+    assert record['outcome'] == 'would_start' and 'compute2 is down' in record['reason']
+    assert nova.posts == []
