@@ -7,6 +7,7 @@ logs (power on) and Nova's instance actions (start times, and when the high-prio
 
 import json
 import os
+import time
 
 import pytest
 
@@ -42,7 +43,6 @@ def test_site_outage_hosts_in_waves_instances_by_priority(fresh_lab, conn, tmp_p
     conn.compute.stop_server(stopped)
     conn.compute.wait_for_server(conn.compute.get_server(stopped), status='SHUTOFF', interval=0.5, wait=120)
 
-    import time
     outage = time.time()
     labctl('site-outage')
 
@@ -80,5 +80,9 @@ def test_site_outage_hosts_in_waves_instances_by_priority(fresh_lab, conn, tmp_p
     assert max(a['updated_at'] for a in high) <= min(a['start_time'] for a in low)
     assert all(a['user_id'] for a in high + low)  # started by the runbook's user, after Nova's own stop
 
+    assert all(h['power_changed'] for h in report['hosts'].values())
+
     rerun = book.play(PLAYBOOK, timeout=600)
-    assert rerun.rc == 0 and rerun.fact('site_restore_report')['totals']['started'] == 0
+    assert rerun.rc == 0, rerun.stdout[-4000:]
+    again = rerun.fact('site_restore_report')
+    assert again['outcome'] == 'unchanged' and again['running_before'] == [] and again['totals']['started'] == 0
