@@ -23,7 +23,7 @@ description:
     M(openstack_ha.recovery.nova_evacuate)'s C(priority_tag)), else 0. Higher starts first.
   - Readiness - a server with the metadata O(ready_tag) set to C(ADDRESS:PORT) counts as up only when a TCP
     connection to it succeeds, within O(ready_timeout) seconds after it is ACTIVE.
-  - ACTIVE servers are V(unchanged): a rerun changes nothing.
+  - ACTIVE servers are V(unchanged) - a rerun changes nothing.
 author:
   - openstack_ha.recovery maintainers (@openstack-ha)
 extends_documentation_fragment:

@@ -208,8 +208,8 @@ def test_a_start_that_does_not_reach_active_fails_and_still_counts(nova):
     assert record['restarts_in_window'] == 1
     sid2 = nova.add_server('errors', metadata=MARK)
     nova.start_result[sid2] = 'ERROR'
-    assert by_name(recover(nova, servers=['errors']))['errors']['reason'].startswith('started, but the server went '
-                                                                                    'to ERROR')
+    reason = by_name(recover(nova, servers=['errors']))['errors']['reason']
+    assert reason.startswith('started, but the server went to ERROR')
 
 
 def test_stopped_by_any_starts_a_user_stop(nova):
@@ -303,7 +303,9 @@ def test_site_start_on_a_down_host_fails_the_instance(nova):
 
 
 def test_tcp_ready():
-    assert core.tcp_ready('127.0.0.1', 1, connect=lambda *a, **k: (_ for _ in ()).throw(OSError('refused'))) is False
+    def refuse(*args, **kwargs):
+        raise OSError('refused')
+    assert core.tcp_ready('127.0.0.1', 1, connect=refuse) is False
 
     class Conn:
         def close(self):
