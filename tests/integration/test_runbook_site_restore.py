@@ -53,6 +53,14 @@ def test_site_outage_hosts_in_waves_instances_by_priority(fresh_lab, conn, tmp_p
     group_vars.update(site_restore_report_dir=str(tmp_path / 'reports'), site_restore_poll_interval=1,
                       site_restore_up_timeout=180, site_restore_waves=[['compute1'], ['compute2', 'compute3']])
     book.write_yaml('inventory.yml', inventory)
+    # check mode: the plan, from the BMCs and Nova; every host stays off, nothing starts
+    check = book.play(PLAYBOOK, check=True, timeout=600)
+    assert check.rc == 0, check.stdout[-4000:]
+    plan = check.fact('site_restore_report')
+    assert (plan['check_mode'], plan['outcome'], plan['totals']['would_start']) == (True, 'changed', 4)
+    assert set(h['power'] for h in plan['hosts'].values()) == {'planned'}
+    assert labctl('status')['hosts']['compute1']['bmc_power'] == 'off'
+
     run = book.play(PLAYBOOK, timeout=600)
     assert run.rc == 0, run.stdout[-4000:]
     report = run.fact('site_restore_report')
