@@ -26,6 +26,10 @@ this module in the lab's own venv. Commands (each accepts --json):
                       dies, sshd and the BMC's power stay on), start or restart it, say whether it runs; --broken:
                       every start from now on fails at once (escalation tests), --ok: starts work again.
                       Without a flag: the service's state. A host's sshd runs `systemctl` here (systemctl_main).
+  crash-instance SERVER [--no-wait]   crash one guest (name or id): its fake hypervisor powers it off without any
+                      API call (see lab/ohlab_fake.py); waits until Nova's power-state sync shows it SHUTOFF
+  site-outage         power every host off through its BMC (ipmitool), as a site-wide power loss; the control
+                      plane stays up. The hosts' guests come back powered off when the hosts are powered on
 
 Design notes: every service is a plain child process in its own session (no systemd), with a pid file and a
 log under $OHLAB_HOME/state; all listeners are on 127.0.0.1 and on ports of the lab's own (base port
@@ -91,6 +95,9 @@ SIZE_ENV = {'vcpus': 'OHLAB_VCPUS', 'memory_mb': 'OHLAB_MEMORY_MB', 'disk_gb': '
 DEFAULT_SIZE = {'vcpus': 1000, 'memory_mb': 800000, 'disk_gb': 600000}
 LIVE_MIGRATION_FAIL_MODES = ('abort', 'precheck')
 LIVE_MIGRATION_FAIL_FILE = 'live-migration-fail'  # in the host's directory, read by lab/ohlab_fake.py
+CRASH_INSTANCES_FILE = 'crash-instances'  # in the host's directory, taken by lab/ohlab_fake.py
+# How often each compute compares its guests' power states with Nova's (Nova's default is 600 s).
+SYNC_POWER_STATE_INTERVAL = int(os.environ.get('OHLAB_SYNC_POWER_STATE_INTERVAL', '5'))
 
 
 class LabError(Exception):
@@ -329,6 +336,7 @@ def write_configs():
             'service_down_time': SERVICE_DOWN_TIME,
             'compute_driver': 'ohlab_fake.LabFakeDriver',
             'vif_plugging_timeout': 0,
+            'sync_power_state_interval': SYNC_POWER_STATE_INTERVAL,
             'vif_plugging_is_fatal': 'false',
             'heal_instance_info_cache_interval': -1,
             'instance_usage_audit': 'false',
@@ -1143,6 +1151,8 @@ def cmd_reset(args):
             os.unlink(live_migration_fail_file(host))
         if os.path.exists(os.path.join(host_dir(host), SERVICE_BROKEN_FILE)):
             os.unlink(os.path.join(host_dir(host), SERVICE_BROKEN_FILE))
+        if os.path.exists(os.path.join(host_dir(host), CRASH_INSTANCES_FILE)):
+            os.unlink(os.path.join(host_dir(host), CRASH_INSTANCES_FILE))
         pid = compute_pid(host)
         if pid and compute_state(host) == 'frozen':
             os.killpg(pid, signal.SIGCONT)
@@ -1264,6 +1274,48 @@ def cmd_wait_up(args):
     return {'up': hosts}
 
 
+def find_server(conn, name_or_id):
+    server = conn.compute.find_server(name_or_id, ignore_missing=True, all_projects=True)
+    if server is None:
+        raise LabError('no server named or with the id %r' % name_or_id)
+    return conn.compute.get_server(server.id)
+
+
+def cmd_crash_instance(args):
+    conn = connect()
+    server = find_server(conn, args.server)
+    host = server.compute_host
+    if host not in host_names():
+        raise LabError('server %s (%s) is on %r, not on a host of the lab' % (server.name, server.id, host))
+    if not compute_pid(host) or compute_state(host) != 'alive':
+        raise LabError('server %s is on %s, whose compute is %s: its guests cannot crash one by one'
+                       % (server.name, host, compute_state(host)))
+    t0 = time.monotonic()
+    fname = os.path.join(host_dir(host), CRASH_INSTANCES_FILE)
+    with open(fname, 'a') as f:
+        f.write(server.id + '\n')
+    wait_for('the fake hypervisor of %s to crash %s' % (host, server.name), lambda: not os.path.exists(fname), 10,
+             interval=0.1)
+    result = {'server': server.name, 'id': server.id, 'host': host, 'status_before': server.status, 'crashed': True}
+    if not args.no_wait:
+        wait_for('Nova to show %s SHUTOFF (power-state sync every %d s)' % (server.name, SYNC_POWER_STATE_INTERVAL),
+                 lambda: conn.compute.get_server(server.id).status == 'SHUTOFF',
+                 SYNC_POWER_STATE_INTERVAL * 4 + 30, interval=0.5)
+        result['status_after'] = 'SHUTOFF'
+        result['seconds_to_shutoff'] = round(time.monotonic() - t0, 1)
+    return result
+
+
+def cmd_site_outage(args):
+    """Every host off through its BMC at once, as when the site loses power; the control plane stays up."""
+    hosts = host_names()
+    for host in hosts:
+        ipmitool(host, 'power', 'off')
+    for host in hosts:
+        wait_for('compute of %s to die' % host, lambda h=host: not compute_pid(h), 15)
+    return {'powered_off': hosts, 'bmc_power': {host: bmc_power(host) for host in hosts}}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='labctl', description=__doc__.split('\n')[0])
     parser.add_argument('--json', action='store_true', help='machine-readable output')
@@ -1303,6 +1355,11 @@ def main(argv=None):
     action = p.add_mutually_exclusive_group()
     for flag in ('stop', 'start', 'restart', 'broken', 'ok'):
         action.add_argument('--' + flag, action='store_true')
+    p = sub.add_parser('crash-instance')
+    p.add_argument('server', help='name or id')
+    p.add_argument('--no-wait', dest='no_wait', action='store_true',
+                   help='return when the guest is off, before Nova notices')
+    sub.add_parser('site-outage')
     p = sub.add_parser('wait-up')
     p.add_argument('hosts', nargs='*')
     p.add_argument('--timeout', type=float, default=90)
@@ -1311,7 +1368,8 @@ def main(argv=None):
     handlers = {'up': cmd_up, 'down': cmd_down, 'status': cmd_status, 'env': cmd_env, 'boot': cmd_boot,
                 'crash': cmd_crash, 'freeze': cmd_freeze, 'thaw': lambda a: cmd_freeze(a, signal.SIGCONT),
                 'bmc': cmd_bmc, 'reset': cmd_reset, 'wait-up': cmd_wait_up, 'resize': cmd_resize,
-                'live-migration': cmd_live_migration, 'service': cmd_service}
+                'live-migration': cmd_live_migration, 'service': cmd_service,
+                'crash-instance': cmd_crash_instance, 'site-outage': cmd_site_outage}
     try:
         result = handlers[args.command](args)
     except LabError as e:

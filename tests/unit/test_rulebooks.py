@@ -99,3 +99,42 @@ def test_the_extra_vars_are_variables_of_the_host_failover_playbook_and_role():
     assert options['host_failover_alert']['type'] == 'dict'
     name = run_action('host_failover.yml')['action']['run_playbook']['name']
     assert "default('openstack_ha.recovery.host_failover')" in name
+
+
+def test_instance_recover_rulebook_compiles_and_runs_the_playbook_with_its_server_variable(collection_on_path):
+    data = load('instance_recover.yml')
+    Validate.rulebook(copy.deepcopy(data))
+    ruleset, = json_generator.generate_dict_rulesets(rules_parser.parse_rule_sets(copy.deepcopy(data), {}), {})
+    assert [rule['Rule']['name'] for rule in ruleset['RuleSet']['rules']] == [
+        'Firing alert', 'Recover the instance', 'Alert without the instance label']
+    run = data[0]['rules'][1]['action']['run_playbook']
+    assert set(run['extra_vars']) == {'server'}
+    assert "default('openstack_ha.recovery.instance_recover')" in run['name']
+    with open(os.path.join(REPO, 'playbooks', 'instance_recover.yml')) as handle:
+        assert '[server] if server' in handle.read()
+
+
+def test_instance_recover_rulebook_takes_the_server_from_the_first_label_present():
+    import jinja2
+    template = load('instance_recover.yml')[0]['rules'][0]['action']['post_event']['event']['openstack_ha_instance']
+    render = jinja2.Environment().from_string(template['server'])
+    assert render.render(event={'alert': {'labels': {'server': 'web-1'}}}).strip() == 'web-1'
+    assert render.render(event={'alert': {'labels': {'server': 'web-1', 'instance_uuid': 'u-1'}}}).strip() == 'u-1'
+    assert render.render(event={'alert': {'labels': {'alertname': 'InstanceDown'}}}).strip() == ''
+
+
+def test_playbook_rulebooks_listen_on_ports_of_their_own():
+    """Rulebooks that can run side by side on one controller (each ansible-rulebook process binds its own port)
+    have distinct default ports and distinct port variables: a vars file shared by all of them must not move two
+    onto one port."""
+    import re
+    seen = {}
+    for name in ('host_failover.yml', 'service_recover.yml', 'instance_recover.yml'):
+        port = load(name)[0]['sources'][0]['openstack_ha.recovery.alertmanager']['port']
+        match = re.fullmatch(r'\{\{ (\w+) \| default\((\d+)\) \}\}', port)
+        assert match, '%s: port %r is not "{{ VAR | default(N) }}"' % (name, port)
+        seen[name] = match.groups()
+    variables = [v for v, _ in seen.values()]
+    ports = [p for _, p in seen.values()]
+    assert len(set(variables)) == len(variables), seen
+    assert len(set(ports)) == len(ports), seen
