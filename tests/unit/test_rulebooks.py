@@ -134,7 +134,7 @@ def test_playbook_rulebooks_listen_on_ports_of_their_own():
         match = re.fullmatch(r'\{\{ (\w+) \| default\((\d+)\) \}\}', port)
         assert match, '%s: port %r is not "{{ VAR | default(N) }}"' % (name, port)
         seen[name] = match.groups()
-    variables = [v for v, _ in seen.values()]
-    ports = [p for _, p in seen.values()]
+    variables = [variable for variable, default in seen.values()]
+    ports = [default for variable, default in seen.values()]
     assert len(set(variables)) == len(variables), seen
     assert len(set(ports)) == len(ports), seen
