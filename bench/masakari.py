@@ -238,7 +238,7 @@ class MasakariSystem:
                 ha.update_host(hosts[name], segment.uuid, on_maintenance=False)
 
     # -- the benchmark interface ------------------------------------------------------------------------------
-    def prepare(self, host):
+    def prepare(self, host, workdir):
         self._ensure_running()
         self._segment(self.connection())
         self.conn = self.connection()

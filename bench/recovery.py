@@ -9,9 +9,12 @@ For each N and repetition, and each system: the lab is reset, N servers are boot
 nova-compute is killed (`labctl crash`: the failure signal, time 0), the system is triggered at once, and an
 observer polls Nova (and the BMC's event log) for the milestones, all in seconds from the crash:
 
-    fenced        the host's BMC powered it off (bmc-events.log); only systems that fence
-    service down  Nova shows the nova-compute service forced down
-    first / last  the first / last server ACTIVE on another host
+    BMC off          the host's BMC powered it off (the BMC's bmc-events.log); only systems that fence
+    fence verified   the runbook's fence phase ended (its fence_verify proved the host off): the start time of
+                     the task after it, from the Ansible log (ANSIBLE_LOG_PATH); the collection's runs only
+    forced down      Nova shows the nova-compute service forced down
+    disabled         Nova shows it disabled (Masakari disables and never forces down)
+    first / last     the first / last server ACTIVE on another host
 
 Systems (--systems, comma separated):
     floor         bench/runbooks/floor.py: force down, every evacuation at once, wait. Nothing but what Nova needs.
@@ -32,6 +35,7 @@ a one-line JSON summary: medians of "last ACTIVE" per system and N, and their ra
 """
 
 import argparse
+import glob
 import json
 import os
 import secrets
@@ -53,8 +57,8 @@ BIN = os.path.dirname(sys.executable)
 HOME = os.environ.get('OHLAB_HOME', '/var/tmp/ohlab')
 FAILED_HOST = 'compute1'
 SYSTEMS = ('floor', 'naive', 'collection', 'rulebook', 'masakari', 'masakari-min')
-MILESTONES = ('fenced', 'service_down', 'first_active', 'last_active')
-POLL = 0.25  # seconds between the observer's reads of Nova
+MILESTONES = ('fenced', 'fence_verified', 'service_down', 'service_disabled', 'first_active', 'last_active')
+POLL = 0.5  # seconds between the observer's reads of Nova (each read loads nova-api: not too often)
 
 
 def say(msg):
@@ -130,7 +134,8 @@ def format_table(summary):
         if stat['n'] == 1:
             return '%.1f' % stat['median']
         return '%.1f [%.1f-%.1f]' % (stat['median'], stat['min'], stat['max'])
-    head = ('system', 'N', 'runs', 'fenced', 'service down', 'first ACTIVE', 'last ACTIVE', 'x floor')
+    head = ('system', 'N', 'runs', 'BMC off', 'fence verified', 'forced down', 'disabled', 'first ACTIVE',
+            'last ACTIVE', 'x floor')
     rows = [head]
     for system in sorted(summary, key=system_order):
         for n in sorted(summary[system], key=int):
@@ -189,6 +194,24 @@ def bmc_off_time(state_dir, since):
     return None
 
 
+FENCE_RECORDED = 'TASK [openstack_ha.recovery.host_failover : Record the fence]'
+
+
+def fence_verified_time(workdir, t0_wall):
+    """Seconds from T0_WALL to the start of host_failover's "Record the fence" task (the fence, with its
+    verification, has returned), from the Ansible log of the run (ANSIBLE_LOG_PATH), or None."""
+    import datetime
+    try:
+        with open(os.path.join(workdir, 'ansible.log'), errors='replace') as log:
+            for line in log:
+                if FENCE_RECORDED in line:
+                    stamp = datetime.datetime.strptime(line[:23], '%Y-%m-%d %H:%M:%S,%f')
+                    return round(stamp.timestamp() - t0_wall, 2)
+    except (FileNotFoundError, ValueError):
+        pass
+    return None
+
+
 class Observer(threading.Thread):
     """Polls Nova from its own connection: when the failed host's service shows forced down, and when each of the
     watched servers is first seen ACTIVE on another host. Times are time.monotonic()."""
@@ -201,9 +224,11 @@ class Observer(threading.Thread):
         self.active = {}
         self.errors = {}
         self.service_down = None
+        self.service_disabled = None
         self.stop_event = threading.Event()
         self.failure = None
         self.reads = 0
+        self.since = None  # ISO time: list only servers changed since (set at the crash)
 
     def run(self):
         try:
@@ -215,12 +240,15 @@ class Observer(threading.Thread):
 
     def poll(self):
         now = time.monotonic()
-        if self.service_down is None:
+        if self.service_down is None or self.service_disabled is None:
             service, = self.conn.compute.services(binary='nova-compute', host=self.host)
-            if service.is_forced_down:
+            if service.is_forced_down and self.service_down is None:
                 self.service_down = now
+            if service.status == 'disabled' and self.service_disabled is None:
+                self.service_disabled = now
         if self.pending:
-            for server in self.conn.compute.servers(all_projects=True):
+            query = {'changes_since': self.since} if self.since else {}
+            for server in self.conn.compute.servers(all_projects=True, **query):
                 if server.id not in self.pending:
                     continue
                 if server.status == 'ACTIVE' and server.compute_host != self.host:
@@ -295,7 +323,7 @@ class ScriptSystem:
         self.bench = bench
         self.script = os.path.join(HERE, 'runbooks', script)
 
-    def prepare(self, host):
+    def prepare(self, host, workdir):
         pass
 
     def start(self, host, workdir):
@@ -319,7 +347,7 @@ class CollectionSystem:
     def __init__(self, bench):
         self.bench = bench
 
-    def prepare(self, host):
+    def prepare(self, host, workdir):
         pass
 
     def start(self, host, workdir):
@@ -366,7 +394,7 @@ class RulebookSystem:
         self.token = 'bench-' + secrets.token_hex(16)
         self.process = None
 
-    def prepare(self, host):
+    def prepare(self, host, workdir):
         self.dir = tempfile.mkdtemp(prefix='rulebook-', dir=self.bench.workdir)
         self.report_dir = os.path.join(self.dir, 'reports')
         self.private_tmp = os.path.join(self.dir, 'tmp')
@@ -380,7 +408,7 @@ class RulebookSystem:
         self.port = free_port()
         with open(os.path.join(self.dir, 'vars.yml'), 'w') as out:
             json.dump({'openstack_ha_listen_port': self.port}, out)  # JSON is YAML
-        env = dict(self.bench.ansible_env(self.dir), TMPDIR=self.private_tmp, ALERTMANAGER_WEBHOOK_TOKEN=self.token)
+        env = dict(self.bench.ansible_env(workdir), TMPDIR=self.private_tmp, ALERTMANAGER_WEBHOOK_TOKEN=self.token)
         self.process = Proc([os.path.join(BIN, 'ansible-rulebook'), '-r', 'openstack_ha.recovery.host_failover',
                              '-i', 'inventory.json', '--vars', 'vars.yml', '-E', 'ALERTMANAGER_WEBHOOK_TOKEN', '-v'],
                             os.path.join(self.dir, 'ansible-rulebook.log'), env=env, cwd=self.dir)
@@ -440,7 +468,7 @@ class RulebookRun:
         if self.rulebook.process.poll() is not None:
             self.ended = time.monotonic()
             return self.rulebook.process.poll() or 1
-        running = bool(os.listdir(self.rulebook.private_tmp))
+        running = bool(glob.glob(os.path.join(self.rulebook.private_tmp, 'eda*')))
         self.seen_running = self.seen_running or running
         if self.seen_running and not running:
             self.ended = time.monotonic()
@@ -494,6 +522,7 @@ class Bench:
         return dict(os.environ, ANSIBLE_COLLECTIONS_PATH=self.collections, ANSIBLE_NOCOLOR='1',
                     OS_CLIENT_CONFIG_FILE=self.env['clouds_yaml'], ANSIBLE_PYTHON_INTERPRETER=sys.executable,
                     ANSIBLE_LOCAL_TEMP=os.path.join(workdir, 'ansible-tmp'),
+                    ANSIBLE_LOG_PATH=os.path.join(workdir, 'ansible.log'),
                     PATH=BIN + os.pathsep + os.environ.get('PATH', ''))
 
     def run_once(self, system_name, system, n, repetition):
@@ -506,10 +535,11 @@ class Bench:
         labctl('reset', timeout=1200)
         servers = labctl('boot', '--count', str(n), '--host', host, '--prefix', 'bench', timeout=600 + 10 * n)
         ids = [s['id'] for s in servers['servers']]
-        system.prepare(host)
+        system.prepare(host, workdir)
         observer = Observer(self.env, host, ids)
         observer.poll()  # one read before the crash: connection and token ready
         crash_wall = time.time()
+        observer.since = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(crash_wall - 2))
         labctl('crash', host, timeout=120)
         t0, t0_wall = time.monotonic(), time.time()  # time 0: the host's compute is dead
         handle = None
@@ -539,7 +569,10 @@ class Bench:
             times = sorted(observer.active.values())
             record['milestones'] = {
                 'fenced': None if fenced is None else round(fenced - t0_wall, 2),
+                'fence_verified': fence_verified_time(workdir, t0_wall),
                 'service_down': None if observer.service_down is None else round(observer.service_down - t0, 2),
+                'service_disabled': None if observer.service_disabled is None else
+                round(observer.service_disabled - t0, 2),
                 'first_active': round(times[0] - t0, 2),
                 'last_active': round(times[-1] - t0, 2),
             }
@@ -638,6 +671,7 @@ def main(argv=None):
     bench = Bench(args, workdir)
     started_lab = False
     systems = {}
+    setup_errors = {}
     runs = []
     t_start = time.monotonic()
     try:
@@ -650,23 +684,37 @@ def main(argv=None):
             raise LabError('the lab needs %s and at least one other compute host; it has %s'
                            % (FAILED_HOST, ', '.join(bench.env['hosts'])))
         systems = make_systems(bench, args.systems)
-        for system in systems.values():
+        for name, system in list(systems.items()):
             if hasattr(system, 'setup'):
-                system.setup()
+                try:
+                    system.setup()
+                except (RuntimeError, OSError, subprocess.SubprocessError, ImportError) as error:
+                    say('%s cannot run: %s' % (name, error))
+                    setup_errors[name] = str(error)
+                    del systems[name]
         for n in args.sizes:
             for repetition in range(1, args.repeat + 1):
-                for name in args.systems:
+                for name in [name for name in args.systems if name in systems]:
                     say('N=%d repetition %d/%d: %s' % (n, repetition, args.repeat, name))
-                    record = bench.run_once(name, systems[name], n, repetition)
+                    try:
+                        record = bench.run_once(name, systems[name], n, repetition)
+                    except (LabError, RuntimeError, OSError, subprocess.SubprocessError) as error:
+                        # the set-up of the run failed (reset, boot, the system's preparation): the next run resets
+                        record = {'system': name, 'n': n, 'repetition': repetition, 'ok': False, 'milestones': {},
+                                  'error': 'run set-up failed: %s' % error}
                     runs.append(record)
                     if record['ok']:
                         say('  %s' % ', '.join('%s %s' % (k, v) for k, v in record['milestones'].items()))
                     else:
                         say('  FAILED: %s' % record['error'][:2000])
-        labctl('reset', timeout=1200)
     except KeyboardInterrupt:
         say('interrupted: cleaning up')
     finally:
+        if bench.env is not None and not started_lab:
+            try:  # a lab that stays up is left clean; one this run started is stopped below
+                labctl('reset', timeout=1200)
+            except Exception as error:
+                say('labctl reset failed: %s' % error)
         for system in systems.values():
             try:
                 system.close()
@@ -688,7 +736,7 @@ def main(argv=None):
                'computes': len(bench.env['hosts']) if bench.env else None,
                'load_average_at_end': os.getloadavg(), 'seconds': round(time.monotonic() - t_start, 1),
                'systems_config': {name: getattr(system, 'config', None) for name, system in systems.items()},
-               'runs': runs, 'summary': summary}
+               'setup_errors': setup_errors, 'runs': runs, 'summary': summary}
     results_json = os.path.join(args.out, 'recovery.json')
     with open(results_json, 'w') as out:
         json.dump(results, out, indent=1)
@@ -699,9 +747,11 @@ def main(argv=None):
         say('no plot: %s (pip install -r bench/requirements.txt into %s/bench-venv)' % (error, HOME))
         png = None
     print(format_table(summary))
+    for name, error in setup_errors.items():
+        print('%s did not run: %s' % (name, error.splitlines()[0] if error else ''))
     print('raw results: %s%s' % (results_json, '; plot: %s' % png if png else ''))
     print(summary_line(summary))
-    return 0 if runs and all(run['ok'] for run in runs) else 1
+    return 0 if runs and not setup_errors and all(run['ok'] for run in runs) else 1
 
 
 if __name__ == '__main__':

@@ -27,7 +27,7 @@ def main(argv=None):
     conn = openstack.connect(cloud=args.cloud)
     service, = conn.compute.services(binary='nova-compute', host=args.host)
     conn.compute.update_service_forced_down(service, args.host, 'nova-compute', True)
-    servers = list(conn.compute.servers(all_projects=True, host=args.host))
+    servers = list(conn.compute.servers(all_projects=True, compute_host=args.host))
     for server in servers:
         conn.compute.post('/servers/%s/action' % server.id, json={'evacuate': {}},
                           microversion=MICROVERSION).raise_for_status()
