@@ -68,3 +68,37 @@ def test_table_shows_spreads_failures_and_ratios():
     assert '5.0 [4.0-6.0]' in floor and floor.endswith('1.00')
     collection, = [line for line in lines if line.startswith('collection')]
     assert '2 (1 failed)' in collection and '0.4' in collection and collection.endswith('1.50')
+
+
+def test_bmc_off_time_is_the_first_successful_power_off_after_the_crash(tmp_path):
+    events = [{'t': 100.0, 'action': 'off', 'result': 'ok'},       # before the crash: an earlier run
+              {'t': 205.0, 'action': 'status', 'result': 'ok'},
+              {'t': 206.0, 'action': 'off', 'result': 'error'},
+              {'t': 207.5, 'action': 'off', 'result': 'ok'},
+              {'t': 209.0, 'action': 'off', 'result': 'ok'}]
+    (tmp_path / 'bmc-events.log').write_text(''.join(json.dumps(e) + '\n' for e in events))
+    assert recovery.bmc_off_time(str(tmp_path), since=200.0) == 207.5
+    assert recovery.bmc_off_time(str(tmp_path), since=210.0) is None
+    assert recovery.bmc_off_time(str(tmp_path / 'missing'), since=0) is None
+
+
+def test_fence_verified_time_from_the_ansible_log(tmp_path):
+    import datetime
+    t0 = datetime.datetime(2026, 11, 22, 12, 0, 0).timestamp()  # the log's times are local, like Ansible writes
+    (tmp_path / 'ansible.log').write_text(
+        '2026-11-22 12:00:05,250 p=1 u=root n=ansible | TASK [openstack_ha.recovery.host_failover : Fence the host]\n'
+        '2026-11-22 12:00:09,750 p=1 u=root n=ansible | %s ***\n' % recovery.FENCE_RECORDED)
+    assert recovery.fence_verified_time(str(tmp_path), t0) == 9.75
+    assert recovery.fence_verified_time(str(tmp_path / 'none'), t0) is None
+
+
+def test_options_quick_and_bad_values_name_the_option(capsys):
+    import pytest
+    args = recovery.parse_args(['--quick'])
+    assert args.sizes == [5] and args.repeat == 1 and args.systems == list(recovery.SYSTEMS)
+    assert recovery.parse_args(['--sizes', '10,20', '--systems', 'floor,naive']).sizes == [10, 20]
+    for argv, message in ((['--sizes', '10,x'], '--sizes'), (['--sizes', '0'], '--sizes'),
+                          (['--repeat', '0'], '--repeat'), (['--systems', 'floor,pacemaker'], 'unknown pacemaker')):
+        with pytest.raises(SystemExit):
+            recovery.parse_args(argv)
+        assert message in capsys.readouterr().err
