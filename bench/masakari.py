@@ -235,7 +235,7 @@ class MasakariSystem:
             if name not in hosts:
                 ha.create_host(segment.uuid, name=name, type='COMPUTE', control_attributes='SSH')
             elif hosts[name].on_maintenance:
-                ha.update_host(hosts[name], segment.uuid, on_maintenance=False)
+                ha.update_host(hosts[name].uuid, segment.uuid, on_maintenance=False)
 
     # -- the benchmark interface ------------------------------------------------------------------------------
     def prepare(self, host, workdir):
