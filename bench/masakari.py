@@ -121,8 +121,8 @@ class MasakariSystem:
         proc = subprocess.run([os.path.join(VENV, 'bin', argv[0])] + argv[1:], capture_output=True, text=True,
                               timeout=600)
         if proc.returncode != 0:
-            raise RuntimeError('%s failed (rc %d):\n%s' % (' '.join(argv), proc.returncode,
-                                                          (proc.stdout + proc.stderr)[-4000:]))
+            output = (proc.stdout + proc.stderr)[-4000:]
+            raise RuntimeError('%s failed (rc %d):\n%s' % (' '.join(argv), proc.returncode, output))
         return proc.stdout
 
     def _database(self):
@@ -137,8 +137,9 @@ class MasakariSystem:
         conn = connect(self.bench.env)
         ident = conn.identity
         project = ident.find_project('service', ignore_missing=False)
-        user = ident.find_user('masakari') or ident.create_user(name='masakari', password=SECRET,
-                                                                 domain_id='default')
+        user = ident.find_user('masakari')
+        if user is None:
+            user = ident.create_user(name='masakari', password=SECRET, domain_id='default')
         for role_name in ('admin', 'service'):
             ident.assign_project_role_to_user(project, user, ident.find_role(role_name, ignore_missing=False))
         service = ident.find_service('masakari') or ident.create_service(name='masakari', type='instance-ha')
@@ -149,11 +150,11 @@ class MasakariSystem:
                 ident.create_endpoint(service_id=service.id, interface=interface, url=url, region_id='RegionOne')
 
     def _write_config(self, waits):
-        port = lambda name: BASE + {'mariadb': 306, 'rabbit': 672, 'keystone': 500}[name]  # noqa: E731
-        keystone = 'http://127.0.0.1:%d/v3' % port('keystone')
-        db = 'mysql+pymysql://ohlab:%s@127.0.0.1:%d/masakari?charset=utf8' % (SECRET, port('mariadb'))
+        ports = {'mariadb': BASE + 306, 'rabbit': BASE + 672, 'keystone': BASE + 500}  # lab/labctl.py's PORTS
+        keystone = 'http://127.0.0.1:%d/v3' % ports['keystone']
+        db = 'mysql+pymysql://ohlab:%s@127.0.0.1:%d/masakari?charset=utf8' % (SECRET, ports['mariadb'])
         default = {
-            'transport_url': 'rabbit://guest:guest@127.0.0.1:%d/' % port('rabbit'),
+            'transport_url': 'rabbit://guest:guest@127.0.0.1:%d/' % ports['rabbit'],
             'masakari_api_listen': '127.0.0.1', 'masakari_api_listen_port': PORT, 'masakari_api_workers': 1,
             'auth_strategy': 'keystone',
             'os_privileged_user_name': 'masakari', 'os_privileged_user_password': SECRET,
@@ -205,8 +206,8 @@ class MasakariSystem:
                 break
             except Exception as error:  # not answering yet
                 if time.monotonic() > deadline:
-                    raise RuntimeError('masakari-api not answering after 120 s: %s\n%s' % (error,
-                                                                                             state['api'].tail()))
+                    raise RuntimeError('masakari-api not answering after 120 s: %s\n%s'
+                                       % (error, state['api'].tail()))
                 time.sleep(0.5)
         time.sleep(3)  # the engine's RPC consumer: no readiness signal; its log says when it listens
         self._segment(conn)

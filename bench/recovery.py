@@ -417,8 +417,8 @@ class RulebookSystem:
             if self.process.poll() is not None:
                 raise RuntimeError('ansible-rulebook exited with %s:\n%s' % (self.process.poll(), self.process.tail()))
             if time.monotonic() > deadline:
-                raise RuntimeError('ansible-rulebook not listening after %s s:\n%s' % (self.STARTUP,
-                                                                                        self.process.tail()))
+                raise RuntimeError('ansible-rulebook not listening after %s s:\n%s'
+                                   % (self.STARTUP, self.process.tail()))
             time.sleep(0.1)
 
     def start(self, host, workdir):
@@ -578,8 +578,8 @@ class Bench:
             }
             record['ok'] = rc == 0
             if rc != 0:
-                record['error'] = '%s exited with %s after recovering every server:\n%s' % (system_name, rc,
-                                                                                           handle.tail())
+                record['error'] = ('%s exited with %s after recovering every server:\n%s'
+                                   % (system_name, rc, handle.tail()))
         except Exception as error:
             record['error'] = str(error)
         finally:
