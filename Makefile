@@ -80,3 +80,9 @@ lab-down:
 # Sets everything up, starts the lab, crashes a host and recovers it, printing each step.
 demo: venv lab-install
 	$(PY) demo/demo.py
+
+# The recovery benchmark (bench/README.md): the lab's servers back after a host crash, by this collection (playbook
+# and rulebook), Masakari (its own venv), a naive serial runbook and Nova's floor. BENCH_ARGS=--quick for a smoke run.
+.PHONY: bench
+bench: venv lab-install system-deps
+	$(PY) bench/recovery.py $(BENCH_ARGS)

@@ -1,0 +1,104 @@
+"""The statistics and summary of bench/recovery.py: spreads, ratios to the floor, failed runs, the table and the
+last line's JSON."""
+
+import importlib.util
+import json
+import os
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_spec = importlib.util.spec_from_file_location('bench_recovery', os.path.join(REPO, 'bench', 'recovery.py'))
+recovery = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(recovery)
+
+
+def run(system, n, last, ok=True, fenced=None, service_down=1.0, first=None):
+    return {'system': system, 'n': n, 'ok': ok, 'milestones': {} if not ok else {
+        'fenced': fenced, 'service_down': service_down, 'first_active': last / 2 if first is None else first,
+        'last_active': last}}
+
+
+def test_spread_median_min_max_and_none_left_out():
+    assert recovery.spread([3.0, None, 1.0, 2.0]) == {'n': 3, 'median': 2.0, 'min': 1.0, 'max': 3.0}
+    assert recovery.spread([1.0, 2.0]) == {'n': 2, 'median': 1.5, 'min': 1.0, 'max': 2.0}
+    assert recovery.spread([None]) == {'n': 0, 'median': None, 'min': None, 'max': None}
+    assert recovery.spread([]) == {'n': 0, 'median': None, 'min': None, 'max': None}
+
+
+def test_summary_ratios_to_the_floor_at_the_same_size():
+    runs = [run('floor', 10, 4.0), run('floor', 10, 6.0), run('floor', 50, 10.0),
+            run('naive', 10, 15.0), run('naive', 10, 25.0), run('naive', 50, 100.0),
+            run('collection', 10, 7.5, fenced=0.5)]
+    summary = recovery.summarize(runs)
+    assert summary['floor']['10']['ratio'] == 1.0
+    assert summary['naive']['10']['last_active'] == {'n': 2, 'median': 20.0, 'min': 15.0, 'max': 25.0}
+    assert summary['naive']['10']['ratio'] == 4.0
+    assert summary['naive']['50']['ratio'] == 10.0
+    assert summary['collection']['10']['ratio'] == 1.5
+    assert summary['collection']['10']['fenced']['median'] == 0.5
+    assert summary['floor']['10']['fenced']['n'] == 0  # the floor does not fence
+
+
+def test_failed_runs_are_counted_not_averaged_and_no_floor_means_no_ratio():
+    runs = [run('floor', 10, 5.0), run('naive', 10, 0, ok=False), run('naive', 10, 30.0),
+            run('masakari', 10, 0, ok=False), run('naive', 20, 40.0)]
+    summary = recovery.summarize(runs)
+    assert summary['naive']['10']['runs'] == 2 and summary['naive']['10']['failed'] == 1
+    assert summary['naive']['10']['last_active']['median'] == 30.0
+    assert summary['naive']['10']['ratio'] == 6.0
+    assert summary['masakari']['10']['last_active']['n'] == 0 and summary['masakari']['10']['ratio'] is None
+    assert summary['naive']['20']['ratio'] is None  # no floor at N=20
+
+
+def test_last_line_is_one_json_line_of_medians_ratios_and_failures():
+    summary = recovery.summarize([run('naive', 10, 20.0), run('floor', 10, 5.0), run('floor', 10, 0, ok=False)])
+    line = recovery.summary_line(summary)
+    assert '\n' not in line
+    assert json.loads(line) == {'last_active_median_s': {'floor': {'10': 5.0}, 'naive': {'10': 20.0}},
+                                'ratio_to_floor': {'floor': {'10': 1.0}, 'naive': {'10': 4.0}},
+                                'failed_runs': {'floor': {'10': 1}}}
+    assert list(json.loads(line)['last_active_median_s']) == ['floor', 'naive']  # the systems' order
+
+
+def test_table_shows_spreads_failures_and_ratios():
+    summary = recovery.summarize([run('floor', 10, 4.0), run('floor', 10, 6.0), run('collection', 10, 7.5, fenced=0.4),
+                                  run('collection', 10, 0, ok=False)])
+    lines = recovery.format_table(summary).splitlines()
+    assert lines[0].split()[:2] == ['system', 'N']
+    floor, = [line for line in lines if line.startswith('floor')]
+    assert '5.0 [4.0-6.0]' in floor and floor.endswith('1.00')
+    collection, = [line for line in lines if line.startswith('collection')]
+    assert '2 (1 failed)' in collection and '0.4' in collection and collection.endswith('1.50')
+
+
+def test_bmc_off_time_is_the_first_successful_power_off_after_the_crash(tmp_path):
+    events = [{'t': 100.0, 'action': 'off', 'result': 'ok'},       # before the crash: an earlier run
+              {'t': 205.0, 'action': 'status', 'result': 'ok'},
+              {'t': 206.0, 'action': 'off', 'result': 'error'},
+              {'t': 207.5, 'action': 'off', 'result': 'ok'},
+              {'t': 209.0, 'action': 'off', 'result': 'ok'}]
+    (tmp_path / 'bmc-events.log').write_text(''.join(json.dumps(e) + '\n' for e in events))
+    assert recovery.bmc_off_time(str(tmp_path), since=200.0) == 207.5
+    assert recovery.bmc_off_time(str(tmp_path), since=210.0) is None
+    assert recovery.bmc_off_time(str(tmp_path / 'missing'), since=0) is None
+
+
+def test_fence_verified_time_from_the_ansible_log(tmp_path):
+    import datetime
+    t0 = datetime.datetime(2026, 11, 22, 12, 0, 0).timestamp()  # the log's times are local, like Ansible writes
+    (tmp_path / 'ansible.log').write_text(
+        '2026-11-22 12:00:05,250 p=1 u=root n=ansible | TASK [openstack_ha.recovery.host_failover : Fence the host]\n'
+        '2026-11-22 12:00:09,750 p=1 u=root n=ansible | %s ***\n' % recovery.FENCE_RECORDED)
+    assert recovery.fence_verified_time(str(tmp_path), t0) == 9.75
+    assert recovery.fence_verified_time(str(tmp_path / 'none'), t0) is None
+
+
+def test_options_quick_and_bad_values_name_the_option(capsys):
+    import pytest
+    args = recovery.parse_args(['--quick'])
+    assert args.sizes == [5] and args.repeat == 1 and args.systems == list(recovery.SYSTEMS)
+    assert recovery.parse_args(['--sizes', '10,20', '--systems', 'floor,naive']).sizes == [10, 20]
+    for argv, message in ((['--sizes', '10,x'], '--sizes'), (['--sizes', '0'], '--sizes'),
+                          (['--repeat', '0'], '--repeat'), (['--systems', 'floor,pacemaker'], 'unknown pacemaker')):
+        with pytest.raises(SystemExit):
+            recovery.parse_args(argv)
+        assert message in capsys.readouterr().err
