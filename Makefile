@@ -5,6 +5,7 @@
 #   make lint     ansible-lint
 #   make build    the collection tarball in dist/
 #   make test     units, sanity and the integration tests against the lab
+#   make faults   the fault suite (tests/faults) against the lab; one scenario: make faults SCENARIO=<pytest -k expr>
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -22,7 +23,7 @@ COLLECTIONS_PATH := $(or $(TMPDIR),/tmp)/openstack_ha.recovery-collections
 # The version is the pip that ansible-core 2.19's ansible-test bootstraps.
 GET_PIP := $(HOME)/.ansible/test/cache/get_pip_24_2.py
 
-.PHONY: venv units sanity lint build integration test
+.PHONY: venv units sanity lint build integration test faults
 
 venv: $(STAMP)
 
@@ -57,6 +58,10 @@ integration: venv lab-install
 	$(PY) -m pytest tests/integration tests/lab tests/bmc tests/eda tests/controller -q
 
 test: units sanity integration
+
+# Faults injected into the lab during a failover; prints a table (scenario, outcome, invariants held, recovery time).
+faults: venv lab-install
+	$(PY) -m pytest tests/faults -q -rA $(if $(SCENARIO),-k '$(SCENARIO)')
 
 # The lab (lab/labctl installs its own Debian packages and venv on first use; see lab/README.md).
 .PHONY: system-deps lab-install lab-up lab-down demo

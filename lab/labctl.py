@@ -21,6 +21,8 @@ this module in the lab's own venv. Commands (each accepts --json):
   live-migration HOST --fail abort|precheck / live-migration HOST --ok
                       make live migrations from HOST fail (see lab/ohlab_fake.py), or work again
   wait-up [HOST ...]  wait until the hosts' nova-compute services report up
+  restart SERVICE     stop a control-plane service (rabbitmq, nova-conductor, nova-scheduler, nova-api) and
+                      start it again, as an operator's restart or a crash and its supervisor would
 
 Design notes: every service is a plain child process in its own session (no systemd), with a pid file and a
 log under $OHLAB_HOME/state; all listeners are on 127.0.0.1 and on ports of the lab's own (base port
@@ -1053,6 +1055,27 @@ def cmd_wait_up(args):
     return {'up': hosts}
 
 
+RESTARTABLE = ('rabbitmq', 'nova-conductor', 'nova-scheduler', 'nova-api')
+
+
+def cmd_restart(args):
+    """Stop SERVICE (SIGTERM, SIGKILL after 10 s) and start it again; returns when it answers again."""
+    t0 = time.monotonic()
+    pid = pid_of(path('run', args.service + '.pid'))
+    if pid:
+        stop_group(pid, timeout=10)
+    stopped = time.monotonic()
+    if args.service == 'rabbitmq':
+        start_rabbitmq()
+    elif args.service == 'nova-api':
+        uwsgi('nova-api', 'nova.wsgi.osapi_compute:application', PORTS['nova'], svc_env('nova'), threads=16)
+        wait_for('nova-api', lambda: http_ok('http://%s:%d/' % (ADDR, PORTS['nova'])), 90)
+    else:
+        spawn(args.service, [os.path.join(BIN, args.service)] + nova_args())
+    return {'service': args.service, 'old_pid': pid, 'pid': pid_of(path('run', args.service + '.pid')),
+            'stop_seconds': round(stopped - t0, 1), 'seconds': round(time.monotonic() - t0, 1)}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='labctl', description=__doc__.split('\n')[0])
     parser.add_argument('--json', action='store_true', help='machine-readable output')
@@ -1090,12 +1113,13 @@ def main(argv=None):
     p = sub.add_parser('wait-up')
     p.add_argument('hosts', nargs='*')
     p.add_argument('--timeout', type=float, default=90)
+    sub.add_parser('restart').add_argument('service', choices=RESTARTABLE)
     args = parser.parse_args(argv)
     # json flag may also come after the sub-command
     handlers = {'up': cmd_up, 'down': cmd_down, 'status': cmd_status, 'env': cmd_env, 'boot': cmd_boot,
                 'crash': cmd_crash, 'freeze': cmd_freeze, 'thaw': lambda a: cmd_freeze(a, signal.SIGCONT),
                 'bmc': cmd_bmc, 'reset': cmd_reset, 'wait-up': cmd_wait_up, 'resize': cmd_resize,
-                'live-migration': cmd_live_migration}
+                'live-migration': cmd_live_migration, 'restart': cmd_restart}
     try:
         result = handlers[args.command](args)
     except LabError as e:
