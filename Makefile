@@ -16,7 +16,7 @@ SANITY_PYTHON := 3.11
 # (it resolves the working directory), so sanity runs on a copy: the collection and its unit tests. The lab, the
 # demo, the benchmarks and the lab test suites are development tools outside the collection (build_ignore).
 SANITY_DIR := $(or $(TMPDIR),/tmp)/openstack_ha.recovery-sanity/ansible_collections/openstack_ha/recovery
-SANITY_SKIP := ^(bench|demo|lab|tests/(integration|lab|bmc|output))/
+SANITY_SKIP := ^(bench|demo|lab|tests/(integration|lab|bmc|faults|output))/
 # ansible-lint and ansible find the collection through a symlink to this checkout (a symlink is enough for them).
 COLLECTIONS_PATH := $(or $(TMPDIR),/tmp)/openstack_ha.recovery-collections
 # ansible-test downloads this get-pip script from Ansible's CI file host, unreachable here: install a stand-in.

@@ -7,8 +7,9 @@ Every API request goes through _call(), the one function that touches openstacks
 conn.<service>.<method>(url, ...) on the connection's proxies (compute, placement, image), and unit tests fake
 exactly that. _send() wraps it: an idempotent request that got no answer, or an answer of an API that is
 restarting or overloaded (500, 502, 503, 504), is sent again after a pause (RETRY_DELAYS, ~30 s in all), so that a
-blip of nova-api does not fail a recovery; a request that is not idempotent (an evacuation) is sent once. Each request names its microversion on purpose (MICROVERSIONS): openstacksdk would otherwise
-negotiate the newest one and the shape of the answers would move with the cloud's release.
+blip of nova-api does not fail a recovery; a request that is not idempotent (an evacuation) is sent once.
+Each request names its microversion on purpose (MICROVERSIONS): openstacksdk would otherwise negotiate the
+newest one and the shape of the answers would move with the cloud's release.
 
 Functions others reuse:
 

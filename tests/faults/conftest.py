@@ -20,7 +20,7 @@ from fault_lab import RESULTS, Scenario  # noqa: E402
 
 def _lab_running():
     proc = subprocess.run([LABCTL, '--json', 'status'], capture_output=True, text=True, timeout=600,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, check=False)
     return proc.returncode == 0 and all(v == 'running' for v in json.loads(proc.stdout)['services'].values())
 
 

@@ -107,9 +107,18 @@ class Scenario(PlaybookDir):
         return proc, results
 
     def kill_controller(self, proc):
-        """SIGKILL the ansible-playbook process group: the controller dies mid-run, as on a power loss."""
-        os.killpg(proc.pid, signal.SIGKILL)
+        """SIGKILL ansible-playbook and every process under it at once: the controller dies mid-run, as on a power
+        loss. (Its process group is not enough: ansible-core 2.19 runs each task's worker in a session of its own,
+        and a worker whose ansible-playbook was killed goes on running its module - seen with nova_evacuate.)"""
+        tree = [proc.pid] + descendants(proc.pid)
+        for pid in tree:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         output = proc.communicate(timeout=60)[0]
+        wait_for('every process of the killed controller to end', lambda: not any(
+            os.path.exists('/proc/%d' % pid) and _state(pid) not in ('Z', None) for pid in tree), 30)
         return output
 
     def wait_first_evacuation(self, timeout=300):
@@ -147,6 +156,33 @@ class Scenario(PlaybookDir):
             proxy.close()
         RESULTS.append(self.row or dict(scenario=self.name.replace('test_', '', 1), outcome='error before check',
                                         invariants='not checked', seconds='%.1f s' % self.seconds))
+
+
+def _state(pid):
+    try:
+        with open('/proc/%d/stat' % pid) as stat:
+            return stat.read().rsplit(')', 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return None
+
+
+def descendants(pid):
+    """Every process below `pid` (children, their children, ...), read from /proc."""
+    children = {}
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open('/proc/%s/stat' % entry) as stat:
+                    ppid = int(stat.read().rsplit(')', 1)[1].split()[1])
+            except (FileNotFoundError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def report_of(run):

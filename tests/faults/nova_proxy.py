@@ -81,8 +81,8 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else b''
                 status = proxy._injected(self.command, self.path, body)
                 if status:
-                    payload = json.dumps({'computeFault': {'code': status, 'message': 'injected by the fault '
-                                                                                       'proxy'}}).encode()
+                    fault = {'code': status, 'message': 'injected by the fault proxy'}
+                    payload = json.dumps({'computeFault': fault}).encode()
                     self.send_response(status)
                     self.send_header('Content-Type', 'application/json')
                     self.send_header('Content-Length', str(len(payload)))
