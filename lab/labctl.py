@@ -910,11 +910,18 @@ def unforce(conn, svc, host, timeout=90):
     """Lift forced_down. Nova refuses it while evacuation migrations from the host are still 'done': the
     host's restarted compute marks them 'completed' within seconds, so retry until then."""
     import openstack.exceptions
+    started = time.monotonic()
+    restarted = []
 
     def attempt():
         try:
             conn.compute.update_service_forced_down(svc, host, 'nova-compute', False)
         except openstack.exceptions.BadRequestException:
+            # A compute that started again while its host's evacuations were still under way (the host powered on
+            # mid-failover) never completes them: they stay 'done' until it starts once more, as after a reboot.
+            if not restarted and time.monotonic() - started > 20:
+                restarted.append(host)
+                restart_compute(host)
             return False
         return True
     wait_for('Nova to accept forced_down=false for %s (evacuations cleaned up)' % host, attempt, timeout,
