@@ -66,5 +66,6 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(scenario):
     unknown_type = [dict(name='x', methods=[dict(type='ipmo', address='127.0.0.1')])]
     case('a fence method of an unknown type', 'ipmo', inventory=_inventory_with(
         scenario, 'bad-type.yml', host, host_fence_levels=unknown_type))
-    case('a host Nova does not know', 'has no nova-compute service in Nova', host_failover_nova_host='nosuchhost')
+    case('a host Nova does not know', "no nova-compute service for host 'nosuchhost'; Nova knows the compute hosts",
+         host_failover_nova_host='nosuchhost')
     scenario.record('refused/failed x%d' % len(cases), 'nothing changed (%d cases)' % len(cases))
