@@ -5,6 +5,7 @@
 #   make lint     ansible-lint
 #   make build    the collection tarball in dist/
 #   make test     units, sanity and the integration tests against the lab
+#   make faults   the fault suite (tests/faults) against the lab; one scenario: make faults SCENARIO=<pytest -k expr>
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -15,14 +16,14 @@ SANITY_PYTHON := 3.11
 # (it resolves the working directory), so sanity runs on a copy: the collection and its unit tests. The lab, the
 # demo, the benchmarks and the lab test suites are development tools outside the collection (build_ignore).
 SANITY_DIR := $(or $(TMPDIR),/tmp)/openstack_ha.recovery-sanity/ansible_collections/openstack_ha/recovery
-SANITY_SKIP := ^(bench|demo|lab|tests/(integration|lab|bmc|output))/
+SANITY_SKIP := ^(bench|demo|lab|tests/(integration|lab|bmc|faults|output))/
 # ansible-lint and ansible find the collection through a symlink to this checkout (a symlink is enough for them).
 COLLECTIONS_PATH := $(or $(TMPDIR),/tmp)/openstack_ha.recovery-collections
 # ansible-test downloads this get-pip script from Ansible's CI file host, unreachable here: install a stand-in.
 # The version is the pip that ansible-core 2.19's ansible-test bootstraps.
 GET_PIP := $(HOME)/.ansible/test/cache/get_pip_24_2.py
 
-.PHONY: venv units sanity lint build integration test
+.PHONY: venv units sanity lint build integration test faults
 
 venv: $(STAMP)
 
@@ -61,6 +62,10 @@ integration: venv lab-install
 		$(if $(filter-out 0,$(INTEGRATION_WORKERS)),-n $(INTEGRATION_WORKERS) --dist loadfile)
 
 test: units sanity integration
+
+# Faults injected into the lab during a failover; prints a table (scenario, outcome, invariants held, recovery time).
+faults: venv lab-install
+	$(PY) -m pytest tests/faults -q -rA $(if $(SCENARIO),-k '$(SCENARIO)')
 
 # The lab (lab/labctl installs its own Debian packages and venv on first use; see lab/README.md).
 .PHONY: system-deps lab-install lab-up lab-down demo

@@ -47,8 +47,8 @@ from ansible_collections.openstack_ha.recovery.plugins.module_utils._nova import
     TRANSPORT_ERRORS,
     NovaError,
     _api,
-    _call,
     _error_detail,
+    _send,
     _paged,
     _url,
     capacity_hosts,
@@ -117,11 +117,12 @@ class ActionFailed(EvacuationError):
 # requests
 
 
-def server_action(conn, server_id, body, microversion, what):
-    """POST /servers/{id}/action. Nova answers 200 or 202, with an empty body from the microversions used."""
+def server_action(conn, server_id, body, microversion, what, idempotent=False):
+    """POST /servers/{id}/action. Nova answers 200 or 202, with an empty body from the microversions used.
+    idempotent: the action may be sent again after a transient failure (lock, unlock: the same result twice)."""
     url = '/servers/%s/action' % quote(str(server_id))
     try:
-        response = _call(conn, 'compute', 'post', url, microversion, body)
+        response = _send(conn, 'compute', 'post', url, microversion, body, idempotent=idempotent)
     except TRANSPORT_ERRORS as exc:
         raise ActionFailed('cannot %s: the compute API is unreachable (POST %s): %s' % (what, url, exc),
                            detail=str(exc))
@@ -678,7 +679,7 @@ def move_instance(run, record):
 def _lock(run, record):
     reason = LOCK_REASON % (run.host, record['target_status'])
     server_action(run.conn, record['id'], {'lock': {'locked_reason': reason}}, run.servers_microversion,
-                  'lock server %s (%s) for its evacuation' % (record['name'], record['id']))
+                  'lock server %s (%s) for its evacuation' % (record['name'], record['id']), idempotent=True)
     run.note_change()
     record['lock'] = 'this run'
 
@@ -686,7 +687,7 @@ def _lock(run, record):
 def _unlock(run, record):
     try:
         server_action(run.conn, record['id'], {'unlock': None}, run.servers_microversion,
-                      'unlock server %s (%s) after its evacuation' % (record['name'], record['id']))
+                      'unlock server %s (%s) after its evacuation' % (record['name'], record['id']), idempotent=True)
         run.note_change()
     except ActionFailed as exc:
         if exc.status == 404:

@@ -5,8 +5,11 @@
 
 Every API request goes through _call(), the one function that touches openstacksdk: it calls
 conn.<service>.<method>(url, ...) on the connection's proxies (compute, placement, image), and unit tests fake
-exactly that. Each request names its microversion on purpose (MICROVERSIONS): openstacksdk would otherwise
-negotiate the newest one and the shape of the answers would move with the cloud's release.
+exactly that. _send() wraps it: an idempotent request that got no answer, or an answer of an API that is
+restarting or overloaded (500, 502, 503, 504), is sent again after a pause (RETRY_DELAYS, ~30 s in all), so that a
+blip of nova-api does not fail a recovery; a request that is not idempotent (an evacuation) is sent once.
+Each request names its microversion on purpose (MICROVERSIONS): openstacksdk would otherwise negotiate the
+newest one and the shape of the answers would move with the cloud's release.
 
 Functions others reuse:
 
@@ -26,6 +29,7 @@ __metaclass__ = type
 import datetime
 import math
 import re
+import time
 
 from urllib.parse import quote, urlencode
 
@@ -38,6 +42,17 @@ except ImportError:  # the module base reports the missing openstacksdk before a
     TRANSPORT_ERRORS = ()
 else:
     TRANSPORT_ERRORS = (ksa_exceptions.ClientException, sdk_exceptions.SDKException)
+
+try:
+    from keystoneauth1.exceptions import RetriableConnectionFailure
+except ImportError:
+    RetriableConnectionFailure = ()
+
+# What an API answers while it restarts or is overloaded (behind a proxy: 502/504): worth asking again.
+TRANSIENT_STATUSES = (500, 502, 503, 504)
+# Pauses before each new try of an idempotent request that failed transiently: 31.5 s in all.
+RETRY_DELAYS = (0.5, 1, 2, 4, 8, 8, 8)
+IDEMPOTENT_METHODS = ('get', 'head', 'put')
 
 # The compute API microversion of each kind of request, the oldest that gives what the code reads.
 # A microversion pinned by the user (compute_microversion, or the cloud's default) is used instead when it is
@@ -86,6 +101,29 @@ def _call(conn, service, method, url, microversion, body=None):
     return getattr(getattr(conn, service), method)(url, **kwargs)
 
 
+def _send(conn, service, method, url, microversion, body=None, idempotent=None, sleep=None):
+    """_call, tried again after each of RETRY_DELAYS while the request is idempotent (GET, HEAD, PUT, or the
+    caller says so) and got no answer (a connection that failed or timed out) or a TRANSIENT_STATUSES answer.
+    The last answer (or exception) is the caller's, as from _call."""
+    sleep = sleep or _sleep
+    idempotent = method.lower() in IDEMPOTENT_METHODS if idempotent is None else idempotent
+    delays = list(RETRY_DELAYS) if idempotent else []
+    while True:
+        try:
+            response = _call(conn, service, method, url, microversion, body)
+        except RetriableConnectionFailure:
+            if not delays:
+                raise
+        else:
+            if not delays or response.status_code not in TRANSIENT_STATUSES:
+                return response
+        sleep(delays.pop(0))
+
+
+def _sleep(seconds):
+    time.sleep(seconds)
+
+
 def _error_detail(response):
     """The message of an OpenStack error answer: Nova's {"badRequest": {"message"}}, Placement's {"errors"}."""
     try:
@@ -112,7 +150,7 @@ def _api(conn, service, method, url, what, microversion, body=None, missing_ok=F
     missing_ok: a 404 returns None instead of failing.
     """
     try:
-        response = _call(conn, service, method, url, microversion, body)
+        response = _send(conn, service, method, url, microversion, body)
     except TRANSPORT_ERRORS as exc:
         raise NovaError('cannot %s: the %s API is unreachable (%s %s): %s' % (what, service, method.upper(), url, exc))
     status = response.status_code

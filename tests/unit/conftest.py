@@ -176,3 +176,13 @@ def run_module(monkeypatch):
                 main()
         return caught.value
     return run
+
+
+@pytest.fixture(autouse=True)
+def retry_pauses(monkeypatch):
+    """Nova requests sent again after a transient failure (_nova.RETRY_DELAYS) do not pause in unit tests: the
+    pauses they would have made are recorded in this list."""
+    from ansible_collections.openstack_ha.recovery.plugins.module_utils import _nova
+    pauses = []
+    monkeypatch.setattr(_nova, '_sleep', pauses.append)
+    return pauses

@@ -373,7 +373,7 @@ def test_failure_of_the_second_step_returns_the_state_after_the_first(cloud):
 
     def put_then_break(path, query, body):
         answer = original(path, query, body)
-        cloud.faults[0]['times'] = 1
+        cloud.faults[0]['times'] = None  # every later PUT, each try of it included, fails
         return answer
     cloud._compute_put = put_then_break
     with pytest.raises(NovaError) as caught:
@@ -709,3 +709,54 @@ def test_neighbour_services_share_the_zone_or_an_aggregate(cloud):
     aggregates = _nova.list_aggregates(cloud)
     assert [s['host'] for s in _nova.neighbour_services('compute1', 'nova', services, aggregates)] == [
         'compute2', 'compute3', 'compute5']
+
+
+# --- transient failures: an idempotent request is sent again ---------------------------------------------------
+
+@pytest.mark.parametrize('status', [500, 502, 503, 504])
+def test_a_read_answered_by_a_restarting_api_is_sent_again_until_it_answers(cloud, retry_pauses, status):
+    cloud.fail('compute', 'GET', '^/os-services$', status=status, text='restarting', times=3)
+    assert [s['host'] for s in compute_services(cloud)] == sorted(s['host'] for s in cloud.services)
+    assert len(cloud.sent('compute', 'GET')) == 4
+    assert retry_pauses == [0.5, 1, 2]
+
+
+def test_a_read_that_gets_no_answer_is_sent_again(cloud, retry_pauses):
+    cloud.fail('compute', 'GET', '^/os-services$', exception=ksa_exceptions.ConnectFailure('refused'), times=2)
+    assert len(compute_services(cloud)) == len(cloud.services)
+    assert len(cloud.sent('compute', 'GET')) == 3 and retry_pauses == [0.5, 1]
+
+
+def test_a_read_fails_once_every_pause_is_spent(cloud, retry_pauses):
+    cloud.fail('compute', 'GET', '^/os-services$', status=503, text='still restarting')
+    with pytest.raises(NovaError) as caught:
+        compute_services(cloud)
+    assert caught.value.msg == ('cannot list the nova-compute services: the compute API answered HTTP 503 to GET '
+                                '/os-services?binary=nova-compute: still restarting')
+    assert len(cloud.sent('compute', 'GET')) == len(_nova.RETRY_DELAYS) + 1
+    assert retry_pauses == list(_nova.RETRY_DELAYS) and sum(retry_pauses) == 31.5
+
+
+@pytest.mark.parametrize('fault', [dict(status=400, text='bad'), dict(status=404, text='gone'),
+                                   dict(exception=sdk_exceptions.ServiceDisabledException('compute is disabled'))])
+def test_a_final_answer_is_never_sent_again(cloud, retry_pauses, fault):
+    cloud.fail('compute', 'GET', '^/os-services$', **fault)
+    with pytest.raises(NovaError):
+        compute_services(cloud)
+    assert len(cloud.sent('compute', 'GET')) == 1 and retry_pauses == []
+
+
+def test_only_idempotent_requests_are_sent_again(retry_pauses):
+    answers = []
+
+    class Proxy:
+        def post(self, url, microversion=None, json=None):
+            answers.append(url)
+            return type('Answer', (), dict(status_code=503))()
+
+    conn = type('Conn', (), dict(compute=Proxy()))()
+    assert _nova._send(conn, 'compute', 'post', '/servers/x/action', '2.94', {'evacuate': {}}).status_code == 503
+    assert len(answers) == 1 and retry_pauses == []
+    assert _nova._send(conn, 'compute', 'post', '/servers/x/action', '2.73', {'unlock': None},
+                       idempotent=True).status_code == 503
+    assert len(answers) == 1 + 1 + len(_nova.RETRY_DELAYS)

@@ -1,0 +1,82 @@
+"""Faults of the cloud and of the controller while the evacuation runs: nova-conductor and RabbitMQ restarted,
+the target compute crashing, the controller (ansible-playbook) killed and run again, the failed host powered on
+again by someone. Each starts when Nova holds the first evacuation migration from the failed host; the runbook
+runs with concurrency 2 so that the fault lands in the middle of the evacuation, not after it.
+"""
+
+import pytest
+
+from fault_lab import play_run, report_of
+from lab_helpers import compute_service, ipmitool, labctl, wait_for
+
+pytestmark = pytest.mark.timeout(1500, func_only=True)
+
+SLOW = dict(host_failover_concurrency=2)
+
+
+# Known bug, not fixed: nova-conductor takes the evacuations Nova API casts to it off RabbitMQ and loses those it
+# was working on when it stops: their migrations stay 'accepted' (no destination) and the instances in task state
+# 'rebuilding' for ever. nova_evacuate waits for them until instance_timeout and reports them failed (the report
+# is true, the invariants hold), but the instances are not recovered, and a rerun - even after an operator's reset
+# of their state - only waits for the lost migration again. Seen in the lab: 2 of 6 instances stuck.
+# The scenario xfails on exactly that (after every invariant held), and fails on anything else.
+LOST = "migration accepted; its evacuation may still be under way"
+
+
+@pytest.mark.parametrize('service', ['nova-conductor', 'rabbitmq'])
+def test_service_restarted_mid_evacuation(scenario, service):
+    scenario.prepare('compute1', servers=6, stopped=1)
+    # a lost evacuation is waited for until instance_timeout: 120 s keeps the scenario short
+    thread, ended = scenario.failover_in_background(host_failover_instance_timeout=120, **SLOW)
+    scenario.wait_first_evacuation()
+    restart = labctl('restart', service, timeout=300)
+    thread.join(1200)
+    run, = ended
+    report = report_of(run)
+    scenario.check(report)
+    if run.rc != 0 and LOST in report['message']:
+        pytest.xfail('known bug: evacuations lost by a restarted %s stay accepted for ever: %s'
+                     % (service, report['message'][:600]))
+    assert run.rc == 0, 'restart took %s s; %s' % (restart['seconds'], run.output[-3000:])
+
+
+def test_target_compute_crashes_while_instances_land_on_it(scenario):
+    scenario.prepare('compute1', servers=6)
+    thread, ended = scenario.failover_in_background(host_failover_instance_timeout=150, **SLOW)
+    migrations = wait_for('an evacuation with a destination', lambda: [
+        m for m in scenario.wait_first_evacuation() if m['dest_compute']], 120, interval=0.2)
+    target = migrations[0]['dest_compute']
+    labctl('crash', target)
+    thread.join(1200)
+    run, = ended
+    report = report_of(run)
+    # the instances on the crashed target are not on a healthy host: the report must name every one of them
+    scenario.check(report)
+    assert report['outcome'] in ('recovered', 'failed'), report['message']
+
+
+def test_controller_killed_after_the_first_evacuation_then_run_again(scenario):
+    scenario.prepare('compute2', servers=6, stopped=1)
+    proc, results = scenario.spawn_failover(**SLOW)
+    scenario.wait_first_evacuation()
+    killed = play_run(proc, results, scenario.kill_controller(proc))
+    assert report_of(killed) is None, 'the killed run got as far as its report'
+    run = scenario.failover()
+    report = report_of(run)
+    scenario.check(report)
+    assert run.rc == 0, run.output[-3000:]
+
+
+def test_failed_host_powered_on_again_mid_evacuation(scenario):
+    scenario.prepare('compute3', servers=6)
+    thread, ended = scenario.failover_in_background(**SLOW)
+    scenario.wait_first_evacuation()
+    # "someone" powers the host on through its BMC: its nova-compute starts again, without any guest
+    ipmitool(scenario.lab['hosts'][scenario.host], 'power', 'on')
+    thread.join(1200)
+    run, = ended
+    report = report_of(run)
+    scenario.check(report, powered_back=True)
+    service = compute_service(scenario.conn, scenario.host)
+    assert service.is_forced_down and service.status == 'disabled'
+    assert run.rc == 0, run.output[-3000:]
