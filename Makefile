@@ -57,9 +57,16 @@ build: venv
 # Two pytest-xdist workers, each with a lab of its own (tests/integration/conftest.py), test files kept whole on one
 # worker (their tests share lab state). INTEGRATION_WORKERS=0 runs everything in one process against one lab.
 INTEGRATION_WORKERS ?= 2
+# The longest test files first, then the others of tests/integration (listed, not the directory: pytest would sort a
+# directory's files by name): xdist hands out files in collection order, so the
+# long ones start early and the short ones fill the gaps at the end.
+INTEGRATION_LONG_FIRST := $(addprefix tests/integration/,test_nova_evacuate.py test_runbook_failover.py \
+	test_runbook_restore_drain.py test_molecule.py test_runbook_service_recover.py test_runbook_site_restore.py \
+	test_runbook_instance_recover.py test_demo.py test_lab.py)
 integration: venv lab-install
-	$(PY) -m pytest tests/integration tests/lab tests/bmc tests/eda tests/controller -q --durations=30 \
-		$(if $(filter-out 0,$(INTEGRATION_WORKERS)),-n $(INTEGRATION_WORKERS) --dist loadfile)
+	$(PY) -m pytest $(INTEGRATION_LONG_FIRST) $(filter-out $(INTEGRATION_LONG_FIRST),$(sort $(wildcard tests/integration/test_*.py))) \
+		tests/lab tests/bmc tests/eda tests/controller \
+		-q --durations=30 $(if $(filter-out 0,$(INTEGRATION_WORKERS)),-n $(INTEGRATION_WORKERS) --dist loadfile)
 
 test: units sanity integration
 

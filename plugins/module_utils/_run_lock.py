@@ -38,6 +38,8 @@ import time
 
 RUN_LOCK_RESULT_KEYS = ('acquired', 'holder', 'lock_path', 'took_over_from')
 DEFAULT_LOCK_DIR = '~/.ansible/openstack_ha/locks'
+# lock_dir when the task does not set it: this environment variable of the controller, else DEFAULT_LOCK_DIR
+LOCK_DIR_ENV = 'OPENSTACK_HA_LOCK_DIR'
 # Command names of the Ansible processes that run a play: the lock holder is the outermost of them above the
 # module (the worker processes ansible forks for each task carry their parent's command line and are skipped).
 HOLDER_COMMANDS = ('ansible-playbook', 'ansible-runner', 'ansible', 'ansible-console')
@@ -365,9 +367,16 @@ def held_message(name, result):
             % (name, holder['run_id'], holder['pid'], holder['hostname'], holder['age'], name))
 
 
+def default_lock_dir(environ=None):
+    """lock_dir when the task gives none: $OPENSTACK_HA_LOCK_DIR if set and not empty, else DEFAULT_LOCK_DIR."""
+    return (environ if environ is not None else os.environ).get(LOCK_DIR_ENV) or DEFAULT_LOCK_DIR
+
+
 def run_run_lock_module(module):
     """The module edge: parameters in, exit_json / fail_json out."""
-    params = module.params
+    params = dict(module.params)
+    if not params['lock_dir']:
+        params['lock_dir'] = default_lock_dir()
     try:
         if params['state'] == 'present':
             pid = params['holder_pid'] if params['holder_pid'] is not None else holder_pid()

@@ -59,8 +59,10 @@ options:
         an event-driven controller next to operators), give them one shared O(lock_dir) with working
         C(flock) (local disk, or NFS with locking), or make the job template single-run (AWX
         C(allow_simultaneous=false)).
+      - When not set, the controller's environment variable E(OPENSTACK_HA_LOCK_DIR) if it is set, else
+        C(~/.ansible/openstack_ha/locks). One variable moves the locks of every runbook of a controller (an
+        execution environment with a shared volume, or test runs side by side that must not share locks).
     type: path
-    default: ~/.ansible/openstack_ha/locks
   name:
     description:
       - What the lock is for - the compute host's name. Letters, digits, C(.), C(_) and C(-), not starting
@@ -172,7 +174,6 @@ took_over_from:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.openstack_ha.recovery.plugins.module_utils._run_lock import (
-    DEFAULT_LOCK_DIR,
     RUN_LOCK_RESULT_KEYS,
     run_run_lock_module,
 )
@@ -185,7 +186,7 @@ def main():
         argument_spec=dict(
             fail_when_held=dict(type='bool', default=False),
             holder_pid=dict(type='int'),
-            lock_dir=dict(type='path', default=DEFAULT_LOCK_DIR),
+            lock_dir=dict(type='path'),
             name=dict(type='str', required=True),
             run_id=dict(type='str', required=True),
             stale_after=dict(type='float', default=3600.0),

@@ -28,6 +28,9 @@ def _lab_of_this_worker():
     os.environ['OHLAB_BASE_PORT'] = str(int(os.environ.get('OHLAB_BASE_PORT', '28000'))
                                         + 2000 * int(worker.lstrip('gw')))
     os.makedirs(worker_home, exist_ok=True)
+    # the runbooks' run locks (default ~/.ansible/openstack_ha/locks) are per controller: the workers' labs have
+    # the same host names, so a failover of compute1 in one lab must not hold the lock of compute1 in the other
+    os.environ['OPENSTACK_HA_LOCK_DIR'] = os.path.join(worker_home, 'locks')
     venv = os.path.join(worker_home, 'venv')
     if os.path.isdir(os.path.join(home, 'venv')) and not os.path.exists(venv):
         os.symlink(os.path.join(home, 'venv'), venv)

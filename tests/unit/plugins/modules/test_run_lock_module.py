@@ -76,8 +76,23 @@ def test_bad_name_fails_with_the_documented_keys(tmp_path, run_module):
 
 def test_the_default_lock_dir_is_under_the_users_home(tmp_path, run_module, monkeypatch):
     monkeypatch.setenv('HOME', str(tmp_path))
+    monkeypatch.delenv('OPENSTACK_HA_LOCK_DIR', raising=False)
     outcome = run_module(run_lock.main, dict(name='compute1', run_id='run-a'))
     assert outcome.result['lock_path'] == str(tmp_path / '.ansible' / 'openstack_ha' / 'locks' / 'compute1.lock')
+
+
+def test_the_environment_moves_the_default_lock_dir_but_not_a_given_one(tmp_path, run_module, monkeypatch):
+    monkeypatch.setenv('HOME', str(tmp_path / 'home'))
+    monkeypatch.setenv('OPENSTACK_HA_LOCK_DIR', str(tmp_path / 'shared'))
+    outcome = run_module(run_lock.main, dict(name='compute1', run_id='run-a'))
+    assert outcome.result['lock_path'] == str(tmp_path / 'shared' / 'compute1.lock')
+    assert os.path.exists(str(tmp_path / 'shared' / 'compute1.lock'))
+    outcome = run_module(run_lock.main, args(tmp_path, run_id='run-b'))
+    assert outcome.result['lock_path'] == str(tmp_path / 'locks' / 'compute1.lock') and outcome.result['acquired']
+    # an empty variable is no setting
+    monkeypatch.setenv('OPENSTACK_HA_LOCK_DIR', '')
+    outcome = run_module(run_lock.main, dict(name='compute2', run_id='run-c'))
+    assert outcome.result['lock_path'] == str(tmp_path / 'home' / '.ansible' / 'openstack_ha' / 'locks' / 'compute2.lock')
 
 
 def test_a_holder_pid_that_runs_nothing_fails(tmp_path, run_module):
