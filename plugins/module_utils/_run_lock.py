@@ -225,7 +225,7 @@ def replace_lock(lock_dir, path, record):
         raise
 
 
-class _Guard:
+class Guard:
     """An exclusive flock on <lock>.guard for the time of one decision (None in check mode: reads only)."""
 
     def __init__(self, path, enabled):
@@ -291,7 +291,7 @@ def acquire(name, run_id, lock_dir, stale_after, pid, check_mode=False, clock=ti
     try:
         check_options(name, run_id, stale_after)
         ensure_lock_dir(lock_dir, check_mode)
-        with _Guard(path, enabled=not check_mode and os.path.isdir(lock_dir)):
+        with Guard(path, enabled=not check_mode and os.path.isdir(lock_dir)):
             now = clock()
             current = read_lock(path) if os.path.isdir(lock_dir) else None
             mine = new_record(run_id, pid, now, proc)
@@ -342,7 +342,7 @@ def release(name, run_id, lock_dir, check_mode=False, clock=time.time, proc='/pr
         check_options(name, run_id, 1)
         if not os.path.isdir(lock_dir):
             return dict(changed=False, diff=dict(before=dict(run_id=None), after=dict(run_id=None)), **facts)
-        with _Guard(path, enabled=not check_mode):
+        with Guard(path, enabled=not check_mode):
             now = clock()
             current = read_lock(path)
             before = dict(run_id=current['run_id'] if current else None)

@@ -7,6 +7,17 @@ many failovers happened lately? Read-only; plain functions over the nova core's 
 The failover history lives in Nova itself: every failover disables the host's nova-compute service with the
 structured reason `openstack_ha:failover run=<run id> at=<UTC ISO-8601 with Z>` (parse_marker, format_marker),
 so it survives a controller restart and every controller sees the same history.
+
+That marker is written only after the fence, tens of seconds after this gate: two failovers started together
+(one alert group per host, two operators) would both pass a max_failovers limit that only one of them should.
+So a run that passes the gate with claim=True also writes a claim, `{host, run, at}`, into
+<lock_dir>/failover-claims.json, the run locks' directory (shared by every controller that must see the others'
+runs, as for run_lock): reading the claims, deciding and writing this run's claim happen under one flock, so of
+two runs racing through the gate the second one counts the first one's claim. A claim counts for `window`
+seconds like a marker (a marker of the same host counts instead, once), and stops counting once its host is
+back in service - enabled, up, not forced down - and the claim is older than CLAIM_GRACE (restored like a
+marked host; a failover that gave up before marking it): within CLAIM_GRACE it counts whatever Nova says, since a
+failover may start on an alert before Nova notices the host is down.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -14,6 +25,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import json
+import os
 import re
 
 from ansible_collections.openstack_ha.recovery.plugins.module_utils._nova import (
@@ -24,6 +37,12 @@ from ansible_collections.openstack_ha.recovery.plugins.module_utils._nova import
     utc_now,
 )
 from ansible_collections.openstack_ha.recovery.plugins.module_utils._openstack import RecoveryError
+from ansible_collections.openstack_ha.recovery.plugins.module_utils._run_lock import (
+    Guard,
+    RunLockError,
+    default_lock_dir,
+    ensure_lock_dir,
+)
 
 FAILURE_DOMAINS = ('availability_zone', 'aggregate', 'all')
 RUNBOOKS = ('failover', 'drain', 'restore')
@@ -31,8 +50,11 @@ MARKER_PREFIX = 'openstack_ha:'
 MARKER = re.compile(r'^openstack_ha:(?P<runbook>[a-z_]+) run=(?P<run>\S+) at=(?P<at>\S+)$')
 MARKER_TIME_FORMAT = '%Y-%m-%dT%H:%M:%SZ'
 
-STORM_GUARD_RESULT_KEYS = ('domain', 'down', 'down_percent', 'host', 'hosts', 'reasons', 'recent_failovers',
-                           'verdict')
+STORM_GUARD_RESULT_KEYS = ('claim_path', 'claimed', 'domain', 'down', 'down_percent', 'host', 'hosts', 'reasons',
+                           'recent_failovers', 'verdict')
+CLAIMS_FILE = 'failover-claims.json'
+CLAIM_GRACE = 300  # seconds a claim counts even while its host looks in service (see the module docstring)
+
 PROCEED = 'proceed'
 REFUSE = 'refuse'
 
@@ -79,8 +101,73 @@ def recent_failovers(services, host, run_id, window, now):
             continue
         if marker['time'] is not None and (now - marker['time']).total_seconds() > window:
             continue
-        found.append(dict(host=service['host'], run=marker['run'], at=marker['at']))
-    return sorted(found, key=lambda entry: (entry['at'] or '', entry['host']))
+        found.append(dict(host=service['host'], run=marker['run'], at=marker['at'], source='nova'))
+    return _by_time(found)
+
+
+def _by_time(failovers):
+    return sorted(failovers, key=lambda entry: (entry['at'] or '', entry['host']))
+
+
+def read_claims(path):
+    """The claims in the claims file `path` ([] when there is none); a file that is no claim list fails."""
+    try:
+        with open(path) as handle:
+            text = handle.read()
+    except IOError as exc:
+        if not os.path.exists(path):
+            return []
+        raise StormGuardError('cannot read the failover claims %s: %s' % (path, exc))
+    try:
+        claims = json.loads(text) if text.strip() else []
+        if not isinstance(claims, list) or not all(isinstance(c, dict) and c.get('host') for c in claims):
+            raise ValueError('not a list of {host, run, at}')
+    except ValueError as exc:
+        raise StormGuardError('the failover claims %s are damaged (%s): move the file away; the failover markers '
+                              'in Nova still count' % (path, exc))
+    return claims
+
+
+def write_claims(path, claims):
+    """Replace the claims file in one rename (a reader never sees half of it)."""
+    temporary = '%s.%d.tmp' % (path, os.getpid())
+    with open(temporary, 'w') as handle:
+        json.dump(claims, handle, indent=1, sort_keys=True)
+    os.rename(temporary, path)
+
+
+def live_claims(claims, window, now):
+    """The claims written within `window` seconds before `now` (or after it); claims whose time does not parse
+    count (nothing shows they are old)."""
+    kept = []
+    for claim in claims:
+        at = parse_time(claim.get('at')) if str(claim.get('at') or '').endswith('Z') else None
+        if at is not None and (now - at).total_seconds() > window:
+            continue
+        kept.append(claim)
+    return kept
+
+
+def _in_service(service):
+    return (service is not None and service['status'] == 'enabled' and service['state'] == 'up'
+            and not service['forced_down'])
+
+
+def claimed_failovers(claims, markers, host, services, now):
+    """The live claims of OTHER hosts that count as recent failovers: no failover marker of the host in Nova
+    (then the marker counts) and the host not back in service after CLAIM_GRACE."""
+    marked = set(entry['host'] for entry in markers)
+    by_host = dict((s['host'], s) for s in services)
+    found = []
+    for claim in claims:
+        if claim['host'] == host or claim['host'] in marked:
+            continue
+        at = parse_time(claim.get('at')) if str(claim.get('at') or '').endswith('Z') else None
+        settled = at is not None and (now - at).total_seconds() > CLAIM_GRACE
+        if settled and _in_service(by_host.get(claim['host'])):
+            continue
+        found.append(dict(host=claim['host'], run=claim.get('run'), at=claim.get('at'), source='claim'))
+    return found
 
 
 def failure_domain(host, service, services, failure_domain_kind, aggregate_name, aggregates):
@@ -156,18 +243,22 @@ def refusal_reasons(host, domain, down, total, percent, max_down_percent, max_do
 
 
 def storm_guard(conn, host, failure_domain_kind='availability_zone', aggregate=None, max_down_percent=34.0,
-                max_down_hosts=None, window=3600, max_failovers=3, run_id=None, now=None):
+                max_down_hosts=None, window=3600, max_failovers=3, run_id=None, now=None, lock_dir=None, claim=False,
+                check_mode=False):
     """storm_guard: the verdict on a failover of `host` with its evidence (STORM_GUARD_RESULT_KEYS).
 
     A host counts as down when Nova says its service is down or it is forced down; `host` itself always counts
     as down (the failover takes it out, whatever Nova says yet). Refuses when down hosts / domain hosts * 100 >
     max_down_percent, when down hosts > max_down_hosts (if set), or when recent failovers >= max_failovers.
-    Raises StormGuardError / NovaError (bad option, unknown host, unknown aggregate, API failure) with the facts
-    known so far.
+    With `lock_dir`, the claims in it count as recent failovers too; with `claim`, a proceed verdict records
+    this run's claim there (lock_dir unset: run_lock's default_lock_dir()) (not in check mode: claimed then says it would). Raises StormGuardError / NovaError
+    (bad option, unknown host, unknown aggregate, API failure, unreadable claims) with the facts known so far.
     """
     facts = dict(host=host, domain=None, hosts=[], down=[], down_percent=None, recent_failovers=[], verdict=None,
-                 reasons=[])
+                 reasons=[], claim_path=None, claimed=False)
     try:
+        if claim and not run_id:
+            raise StormGuardError('claim needs run_id, the run the claim of %s is written for' % host)
         check_options(max_down_percent, max_down_hosts, window, max_failovers, failure_domain_kind, aggregate)
         services = compute_services(conn)
         service = find_service(services, host)
@@ -180,11 +271,36 @@ def storm_guard(conn, host, failure_domain_kind='availability_zone', aggregate=N
         facts['down_percent'] = round(percent, 1)
         domain['size'] = len(members)
         facts['domain'] = domain
-        facts['recent_failovers'] = recent_failovers(services, host, run_id, window, now or utc_now())
-        facts['reasons'] = refusal_reasons(host, domain, facts['down'], len(members), percent, max_down_percent,
-                                           max_down_hosts, facts['recent_failovers'], window, max_failovers)
-        facts['verdict'] = REFUSE if facts['reasons'] else PROCEED
-        return dict(changed=False, **facts)
+        now = now or utc_now()
+        if claim and not lock_dir:
+            lock_dir = default_lock_dir()
+        markers = recent_failovers(services, host, run_id, window, now)
+
+        def decide(claims):
+            facts['recent_failovers'] = _by_time(markers + claimed_failovers(claims, markers, host, services, now))
+            facts['reasons'] = refusal_reasons(host, domain, facts['down'], len(members), percent, max_down_percent,
+                                               max_down_hosts, facts['recent_failovers'], window, max_failovers)
+            facts['verdict'] = REFUSE if facts['reasons'] else PROCEED
+            return facts['verdict'] == PROCEED
+
+        if not lock_dir:
+            decide([])
+            return dict(changed=False, **facts)
+        lock_dir = os.path.abspath(os.path.expanduser(lock_dir))
+        path = facts['claim_path'] = os.path.join(lock_dir, CLAIMS_FILE)
+        writing = claim and not check_mode
+        ensure_lock_dir(lock_dir, not writing)
+        with Guard(path, enabled=writing):
+            claims = live_claims(read_claims(path), window, now)
+            if decide(claims) and claim:
+                facts['claimed'] = True
+                if writing:
+                    mine = dict(host=host, run=run_id, at=now.astimezone(datetime.timezone.utc).strftime(MARKER_TIME_FORMAT))
+                    write_claims(path, [c for c in claims if c['host'] != host] + [mine])
+        return dict(changed=facts['claimed'], **facts)
+    except (IOError, OSError, RunLockError) as exc:
+        raise StormGuardError('cannot use the failover claims in %s for %s: %s'
+                              % (lock_dir, host, getattr(exc, 'msg', exc)), dict(facts))
     except RecoveryError as exc:
         merged = dict(facts)
         merged.update(exc.facts)

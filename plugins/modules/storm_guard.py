@@ -15,7 +15,8 @@ description:
   - A safety gate of the failover runbook. Automatic failover is right for one failed host; when many hosts
     fail together (a rack's power, a switch, a storage outage, a broken control plane that makes healthy hosts
     look dead), failing them over one after the other makes things worse. This module reads Nova and returns
-    the verdict V(proceed) or V(refuse) with its evidence. Nothing is changed.
+    the verdict V(proceed) or V(refuse) with its evidence. Nothing in Nova is changed (with O(claim=true) a
+    V(proceed) writes this run's claim in O(lock_dir), see B(Claims)).
   - B(Failure domain) (O(failure_domain)). V(availability_zone) - the hosts whose nova-compute service is in
     the availability zone of O(host). V(aggregate) - the hosts sharing any host aggregate with O(host), or
     the hosts of the aggregate named by O(aggregate). V(all) - every nova-compute host.
@@ -35,6 +36,13 @@ description:
     restored (enabled). A marker of run O(run_id) on O(host) itself is this same failover run again, not
     another one, and is left out. A reason that starts with C(openstack_ha:failover) but does not parse counts
     (nothing shows it is old).
+  - B(Claims). The marker is written only after the fence, so two failovers started together would both pass
+    (3). With O(lock_dir) set, the claims in O(lock_dir)/failover-claims.json count as recent failovers too (a
+    claim of a host that also has a marker counts once), and with O(claim=true) a V(proceed) verdict writes this
+    run's claim (C(host), C(run), C(at)) there - the only change this module makes. Reading the claims, deciding
+    and writing happen under an exclusive flock on O(lock_dir)/failover-claims.json.guard, so of two runs racing
+    through the gate the second counts the first. Give every controller that may fail hosts over the same
+    O(lock_dir) (the directory of openstack_ha.recovery.run_lock's locks).
   - With O(fail_on_refuse=true) a refusal fails the task with a message that names the down hosts, the
     failovers and the limits exceeded; the failure carries the same evidence.
 author:
@@ -42,6 +50,12 @@ author:
 extends_documentation_fragment:
   - openstack_ha.recovery.openstack
 options:
+  claim:
+    description:
+      - Whether a V(proceed) verdict records this run's claim in O(lock_dir) (see B(Claims)). Needs O(run_id). A
+        claim of the same host replaces the earlier one.
+    type: bool
+    default: false
   aggregate:
     description:
       - With O(failure_domain=aggregate), the name of the host aggregate that is the failure domain (a rack, a
@@ -65,6 +79,13 @@ options:
         hosts Nova knows.
     type: str
     required: true
+  lock_dir:
+    description:
+      - The directory of the failover claims (see B(Claims)); created (mode 0700) when a claim is written.
+      - Unset with O(claim=true), the default of openstack_ha.recovery.run_lock - the controller's environment
+        variable E(OPENSTACK_HA_LOCK_DIR) if set, else C(~/.ansible/openstack_ha/locks). Unset with O(claim=false),
+        only Nova's markers count.
+    type: path
   max_down_hosts:
     description:
       - Refuse when more hosts of the domain than this are down (O(host) included). Unset, only
@@ -93,7 +114,7 @@ options:
     default: 3600
 attributes:
   check_mode:
-    description: Read-only; runs the same in check mode.
+    description: Reads the same; with O(claim=true) writes no claim (RV(claimed) says it would).
     support: full
   diff_mode:
     description: Nothing changes, so there is no diff.
@@ -129,9 +150,27 @@ EXAMPLES = r'''
     run_id: "{{ failover_run_id }}"
     fail_on_refuse: false
   register: storm
+
+- name: Pass the gate and claim the failover, so a failover started at the same time counts this one
+  openstack_ha.recovery.storm_guard:
+    cloud: production
+    host: compute-17
+    run_id: "{{ failover_run_id }}"
+    lock_dir: /srv/shared/openstack_ha/locks
+    claim: true
 '''
 
 RETURN = r'''
+claim_path:
+  description: The claims file read (and written with O(claim=true)); null without O(lock_dir).
+  returned: always
+  type: str
+  sample: /srv/shared/openstack_ha/locks/failover-claims.json
+claimed:
+  description: Whether this run's claim was written (in check mode, would be); changed is the same.
+  returned: always
+  type: bool
+  sample: true
 domain:
   description: The failure domain; null when the module failed before knowing it.
   returned: always
@@ -234,9 +273,11 @@ RETURNED_KEYS = STORM_GUARD_RESULT_KEYS
 class StormGuardModule(OpenStackModule):
     argument_spec = dict(
         aggregate=dict(type='str'),
+        claim=dict(type='bool', default=False),
         fail_on_refuse=dict(type='bool', default=True),
         failure_domain=dict(type='str', default='availability_zone', choices=list(FAILURE_DOMAINS)),
         host=dict(type='str', required=True),
+        lock_dir=dict(type='path'),
         max_down_hosts=dict(type='int'),
         max_down_percent=dict(type='float', default=34.0),
         max_failovers=dict(type='int', default=3),
@@ -249,7 +290,8 @@ class StormGuardModule(OpenStackModule):
         result = storm_guard(conn, params['host'], failure_domain_kind=params['failure_domain'],
                              aggregate=params['aggregate'], max_down_percent=params['max_down_percent'],
                              max_down_hosts=params['max_down_hosts'], window=params['window'],
-                             max_failovers=params['max_failovers'], run_id=params['run_id'])
+                             max_failovers=params['max_failovers'], run_id=params['run_id'],
+                             lock_dir=params['lock_dir'], claim=params['claim'], check_mode=self.check_mode)
         if result['verdict'] == REFUSE and params['fail_on_refuse']:
             facts = dict(result)
             del facts['changed']

@@ -225,6 +225,32 @@ def test_storm_and_partition_refused_with_nothing_changed(failover, conn):
     assert post['body']['report']['outcome'] == 'refused'
     assert token not in run.output and token not in json.dumps(run.records)
 
+    # both hosts down and let through by the down share, but at most one failover: two runs started together
+    # must not both pass the gate (Nova's failover marker is written only after the fence; the first run's claim
+    # in the lock directory is what the second one counts). The fence phase is left out: nothing is changed.
+    limits = dict(host_failover_max_down_percent=100, host_failover_max_failovers=1,
+                  host_failover_lock_dir=str(failover.dir / 'shared-locks'))
+    racing = []
+    threads = [threading.Thread(target=lambda h=h: racing.append(failover.play(
+        PLAYBOOK, extra_vars=dict(failover.extra(h), **limits), timeout=600,
+        env=dict(ANSIBLE_SKIP_TAGS='host_failover_fence')))) for h in ('compute1', 'compute2')]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    gates = {}
+    for race in racing:
+        report = race.fact('host_failover_report')
+        gates[report['host']] = [gate for gate in report['gates'] if gate['gate'] == 'storm'][0]
+    verdicts = sorted(gate['verdict'] for gate in gates.values())
+    assert verdicts == ['proceed', 'refuse'], gates
+    first = [host for host, gate in gates.items() if gate['verdict'] == 'proceed'][0]
+    second = [host for host, gate in gates.items() if gate['verdict'] == 'refuse'][0]
+    assert [(f['host'], f['source']) for f in gates[second]['evidence']['recent_failovers']] == [(first, 'claim')]
+    assert 'more than max_failovers 1' in gates[second]['reason']
+    for host in ('compute1', 'compute2'):
+        assert chassis_power(lab, host) == 'on' and compute_service(conn, host).is_forced_down is False
+
 
 def test_two_concurrent_runs_for_one_host_make_one_recovery(failover, conn):
     host = 'compute3'

@@ -1,11 +1,13 @@
 """storm_guard's core against the in-memory Nova: failure domains, down counting, the limits, failover markers."""
 
 import datetime
+import json
 
 import pytest
 
 from ansible_collections.openstack_ha.recovery.plugins.module_utils._nova import NovaError
 from ansible_collections.openstack_ha.recovery.plugins.module_utils._storm_guard import (
+    CLAIM_GRACE,
     STORM_GUARD_RESULT_KEYS,
     StormGuardError,
     format_marker,
@@ -241,7 +243,7 @@ def test_recent_failover_markers_count_and_old_ones_do_not(cloud):
     cloud.service('compute2').update(status='disabled', disabled_reason=marker('run-2', 600))
     cloud.service('compute3').update(status='disabled', disabled_reason=marker('run-3', 3601))
     result = guard(cloud, max_failovers=1)
-    assert result['recent_failovers'] == [dict(host='compute2', run='run-2', at='2026-11-22T10:05:00Z')]
+    assert result['recent_failovers'] == [dict(host='compute2', run='run-2', at='2026-11-22T10:05:00Z', source='nova')]
     assert result['reasons'] == ['1 failover(s) within the last 3600 s (compute2 (run run-2 at 2026-11-22T10:05:00Z)):'
                                  ' another one would be more than max_failovers 1']
     assert guard(cloud, max_failovers=2)['verdict'] == 'proceed'
@@ -263,13 +265,13 @@ def test_a_rerun_of_the_same_failover_is_not_another_one(cloud):
     cloud.service('compute1').update(status='disabled', forced_down=True, disabled_reason=marker('run-1', 60))
     cloud.service('compute2').update(status='disabled', disabled_reason=marker('run-1', 60))  # same id elsewhere
     result = guard(cloud, max_failovers=1, run_id='run-1', max_down_percent=100.0)
-    assert result['recent_failovers'] == [dict(host='compute2', run='run-1', at='2026-11-22T10:14:00Z')]
+    assert result['recent_failovers'] == [dict(host='compute2', run='run-1', at='2026-11-22T10:14:00Z', source='nova')]
     result = guard(cloud, max_failovers=2, run_id='run-1', max_down_percent=100.0)
     assert result['verdict'] == 'proceed'
     # a rerun under another run id is still the same host's failover: its own marker never counts (else the
     # rerun of a half-done recovery could be refused by the first run's marker and leave instances stuck)
     assert guard(cloud, run_id='run-9', max_down_percent=100.0)['recent_failovers'] == [
-        dict(host='compute2', run='run-1', at='2026-11-22T10:14:00Z')]
+        dict(host='compute2', run='run-1', at='2026-11-22T10:14:00Z', source='nova')]
     assert len(guard(cloud, max_down_percent=100.0)['recent_failovers']) == 1
 
 
@@ -277,8 +279,8 @@ def test_unparsable_failover_markers_count_as_recent(cloud):
     cloud.service('compute2').update(status='disabled', disabled_reason='openstack_ha:failover run=r at=someday')
     cloud.service('compute3').update(status='disabled', disabled_reason='openstack_ha:failover by hand')
     result = guard(cloud)
-    assert result['recent_failovers'] == [dict(host='compute3', run=None, at=None),
-                                          dict(host='compute2', run='r', at='someday')]
+    assert result['recent_failovers'] == [dict(host='compute3', run=None, at=None, source='nova'),
+                                          dict(host='compute2', run='r', at='someday', source='nova')]
 
 
 def test_markers_in_the_future_count_and_are_sorted_by_time():
@@ -296,3 +298,82 @@ def test_max_failovers_zero_refuses_every_failover(cloud):
     result = guard(cloud, max_failovers=0)
     assert result['verdict'] == 'refuse'
     assert result['reasons'] == ['max_failovers is 0: no failover may run']
+
+
+# -- claims: two failovers racing through the gate ------------------------------------------------------------
+
+def test_a_claim_makes_the_second_of_two_racing_failovers_count_the_first(cloud, tmp_path):
+    cloud.service('compute2').update(state='down')
+    cloud.service('compute3').update(state='down')
+    first = guard(cloud, 'compute2', max_failovers=1, max_down_percent=100.0, run_id='run-2',
+                  lock_dir=str(tmp_path), claim=True)
+    assert (first['verdict'], first['claimed'], first['changed']) == ('proceed', True, True)
+    # Nova shows no failover marker of compute2 yet (it is written after the fence): only the claim tells
+    second = guard(cloud, 'compute3', max_failovers=1, max_down_percent=100.0, run_id='run-3',
+                   lock_dir=str(tmp_path), claim=True)
+    assert second['verdict'] == 'refuse' and not second['claimed']
+    assert second['recent_failovers'] == [dict(host='compute2', run='run-2', at='2026-11-22T10:15:00Z',
+                                               source='claim')]
+    assert 'another one would be more than max_failovers 1' in second['reasons'][0]
+    # without the claims (lock_dir unset) the gate sees Nova only, as before
+    assert guard(cloud, 'compute3', max_failovers=1, max_down_percent=100.0)['verdict'] == 'proceed'
+    # the first run again (a rerun of its failover) replaces its own claim and still proceeds
+    again = guard(cloud, 'compute2', max_failovers=1, max_down_percent=100.0, run_id='run-2b',
+                  lock_dir=str(tmp_path), claim=True)
+    assert again['verdict'] == 'proceed'
+    claims = json.loads((tmp_path / 'failover-claims.json').read_text())
+    assert claims == [dict(host='compute2', run='run-2b', at='2026-11-22T10:15:00Z')]
+
+
+def test_a_claim_and_the_marker_of_the_same_host_count_once_and_old_claims_not_at_all(cloud, tmp_path):
+    (tmp_path / 'failover-claims.json').write_text(json.dumps([
+        dict(host='compute2', run='run-2', at='2026-11-22T10:14:00Z'),
+        dict(host='compute3', run='run-3', at='2026-11-22T08:00:00Z')]))
+    cloud.service('compute2').update(status='disabled', disabled_reason=marker('run-2', 50))
+    result = guard(cloud, max_failovers=2, lock_dir=str(tmp_path))
+    assert [(f['host'], f['source']) for f in result['recent_failovers']] == [('compute2', 'nova')]
+    assert (result['verdict'], result['claimed'], result['changed']) == ('proceed', False, False)
+
+
+def test_check_mode_says_it_would_claim_and_writes_nothing(cloud, tmp_path):
+    lock_dir = tmp_path / 'not-yet'
+    result = guard(cloud, run_id='run-1', lock_dir=str(lock_dir), claim=True, check_mode=True)
+    assert (result['verdict'], result['claimed']) == ('proceed', True)
+    assert result['claim_path'] == str(lock_dir / 'failover-claims.json')
+    assert not lock_dir.exists()
+
+
+def test_a_refused_failover_claims_nothing(cloud, tmp_path):
+    cloud.service('compute2').update(state='down')
+    result = guard(cloud, run_id='run-1', lock_dir=str(tmp_path), claim=True)
+    assert (result['verdict'], result['claimed'], result['changed']) == ('refuse', False, False)
+    assert not (tmp_path / 'failover-claims.json').exists()
+
+
+def test_damaged_claims_and_claim_without_its_options_are_clear_errors(cloud, tmp_path):
+    (tmp_path / 'failover-claims.json').write_text('{"host": "compute2"}')
+    with pytest.raises(StormGuardError, match='failover claims .*failover-claims.json are damaged'):
+        guard(cloud, lock_dir=str(tmp_path))
+    with pytest.raises(StormGuardError, match='claim needs run_id, the run the claim of compute1'):
+        guard(cloud, lock_dir=str(tmp_path), claim=True)
+
+
+def test_claim_without_lock_dir_uses_the_run_locks_directory(cloud, tmp_path, monkeypatch):
+    monkeypatch.setenv('OPENSTACK_HA_LOCK_DIR', str(tmp_path / 'locks'))
+    result = guard(cloud, run_id='run-1', claim=True)
+    assert result['claim_path'] == str(tmp_path / 'locks' / 'failover-claims.json')
+    assert json.loads((tmp_path / 'locks' / 'failover-claims.json').read_text())[0]['host'] == 'compute1'
+
+
+def test_a_claim_of_a_host_back_in_service_stops_counting_after_the_grace(cloud, tmp_path):
+    def claims_at(seconds_ago):
+        at = (NOW - datetime.timedelta(seconds=seconds_ago)).strftime('%Y-%m-%dT%H:%M:%SZ')
+        (tmp_path / 'failover-claims.json').write_text(json.dumps([dict(host='compute2', run='run-2', at=at)]))
+        return guard(cloud, max_failovers=1, max_down_percent=100.0, lock_dir=str(tmp_path))['verdict']
+    # compute2 is enabled and up: restored, or its failover started on an alert before Nova saw it down
+    assert claims_at(CLAIM_GRACE - 10) == 'refuse'
+    assert claims_at(CLAIM_GRACE + 10) == 'proceed'
+    # still down (its failover has not marked it yet, or failed): the claim counts for the whole window
+    cloud.service('compute2').update(state='down')
+    assert claims_at(CLAIM_GRACE + 10) == 'refuse'
+    assert claims_at(3601) == 'proceed'
