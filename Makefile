@@ -56,7 +56,7 @@ build: venv
 
 # Two pytest-xdist workers, each with a lab of its own (tests/integration/conftest.py), test files kept whole on one
 # worker (their tests share lab state). INTEGRATION_WORKERS=0 runs everything in one process against one lab.
-INTEGRATION_WORKERS ?= 2
+INTEGRATION_WORKERS ?= 3
 # The longest test files first, then the others of tests/integration (listed, not the directory: pytest would sort a
 # directory's files by name): xdist hands out files in collection order, so the
 # long ones start early and the short ones fill the gaps at the end.

@@ -25,8 +25,10 @@ def _lab_of_this_worker():
     home = os.environ.get('OHLAB_HOME', '/var/tmp/ohlab')
     worker_home = '%s-%s' % (home, worker)
     os.environ['OHLAB_HOME'] = worker_home
+    # downwards: Linux hands out ephemeral ports from 32768, and a lab port taken as the local end of some
+    # connection cannot be bound (a lab uses BASE .. BASE+1300)
     os.environ['OHLAB_BASE_PORT'] = str(int(os.environ.get('OHLAB_BASE_PORT', '28000'))
-                                        + 2000 * int(worker.lstrip('gw')))
+                                        - 2000 * int(worker.lstrip('gw')))
     os.makedirs(worker_home, exist_ok=True)
     # the runbooks' run locks (default ~/.ansible/openstack_ha/locks) are per controller: the workers' labs have
     # the same host names, so a failover of compute1 in one lab must not hold the lock of compute1 in the other
