@@ -53,6 +53,9 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 LABCTL = os.path.join(REPO, 'lab', 'labctl')
+# A subprocess in its own session, its output in a log file (shared with tests/eda: lab/session_process.py).
+sys.path.insert(0, os.path.join(REPO, 'lab'))
+from session_process import SessionProcess as Proc  # noqa: E402  (after the path above)
 BIN = os.path.dirname(sys.executable)
 HOME = os.environ.get('OHLAB_HOME', '/var/tmp/ohlab')
 FAILED_HOST = 'compute1'
@@ -269,51 +272,6 @@ class Observer(threading.Thread):
 # ---------------------------------------------------------------------------------------------------------
 # the systems: start(host) at time 0, returns a handle with poll() (None while running, else rc), stop() and
 # details() (what the system itself reported)
-
-
-class Proc:
-    """A subprocess in its own session, its output in a log file."""
-
-    def __init__(self, argv, log, env=None, cwd=None):
-        self.log = log
-        self.started = time.monotonic()
-        self.ended = None
-        with open(log, 'wb') as out:
-            self.popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          start_new_session=True, env=env, cwd=cwd)
-
-    def poll(self):
-        rc = self.popen.poll()
-        if rc is not None and self.ended is None:
-            self.ended = time.monotonic()
-        return rc
-
-    def wait(self, timeout):
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
-        return self.poll()
-
-    def stop(self):
-        if self.popen.poll() is None:
-            try:
-                os.killpg(self.popen.pid, signal.SIGTERM)
-                self.popen.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(15)
-            except ProcessLookupError:
-                pass
-        try:  # children left in the group
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.poll()
-
-    def tail(self, chars=3000):
-        with open(self.log, errors='replace') as handle:
-            return handle.read()[-chars:]
 
 
 class ScriptSystem:

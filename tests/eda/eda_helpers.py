@@ -1,4 +1,4 @@
-"""Helpers of the end-to-end tests in tests/eda: processes in their own session, free ports, polling with the
+"""Helpers of the end-to-end tests in tests/eda: processes in their own session (lab/session_process.py), free ports, polling with the
 process's log on failure, plain HTTP, and the shipped Alertmanager configuration adapted to a test.
 
 Import from here (`from eda_helpers import ...`), never from a conftest or another test module.
@@ -6,9 +6,7 @@ Import from here (`from eda_helpers import ...`), never from a conftest or anoth
 
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -19,6 +17,11 @@ import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, 'lab'))
+
+# A process started by a test, in its own session; stop() ends that session's process group only (shared with
+# bench/recovery.py: lab/session_process.py).
+from session_process import SessionProcess as Process  # noqa: E402,F401  (after the path above; re-exported)
 BIN = os.path.dirname(sys.executable)
 SHIPPED_ALERTMANAGER_CONFIG = os.path.join(REPO, 'docs', 'monitoring', 'alertmanager.yml')
 STARTUP = 90  # seconds: Alertmanager ~0.2 s, ansible-rulebook (JVM, Drools) 3-4 s on this machine kind
@@ -80,35 +83,6 @@ def probe(url):
         return http(url, timeout=2)[0]
     except (OSError, urllib.error.URLError):
         return None
-
-
-class Process:
-    """A process started by the test, in its own session; stop() ends that session's process group only."""
-
-    def __init__(self, argv, log, **kwargs):
-        self.log = log
-        with open(log, 'wb') as out:
-            self.popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          start_new_session=True, **kwargs)
-
-    def output(self):
-        return read(self.log)
-
-    def stop(self):
-        if self.popen.poll() is None:
-            try:
-                os.killpg(self.popen.pid, signal.SIGTERM)
-                self.popen.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(15)
-            except ProcessLookupError:
-                pass
-        # children left in the group (ansible-playbook of a run in progress)
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def collections_dir(tmp):
