@@ -703,11 +703,12 @@ def _state_before_move(run, record):
       Nova's API records every evacuation it accepts as a migration ('accepted') before it answers. An instance
       whose newest migration in the shared list is not the one the plan saw has been moved, or is moving, since
       the plan - finished, in flight or failed: it is only waited for (adopted), never evacuated a second time;
-    - in the moment between the shared list's read and our request, Nova itself refuses a second evacuation: the
-      first one set a task state with a compare-and-swap on no task state (instance.save(expected_task_state=
-      None) in nova/compute/api.py evacuate), and once it has finished, the instance's host is the destination,
-      whose service is up ("Compute service of HOST is still in use", HTTP 400). The server read this replaces
-      left the same moment open.
+    - the moment between the shared list's read and our request is the moment the server read this replaces left
+      open as well. There, Nova is the backstop: once an evacuation has finished, the instance's host is the
+      destination, whose service is up ("Compute service of HOST is still in use", HTTP 400); while it runs, the
+      API saves its own task state only over none (instance.save(expected_task_state=None) in
+      nova/compute/api.py evacuate) - though a second request accepted mid-move was seen once (module
+      docstring), which is why the migration list, not Nova, is the guard.
     What a seconds-old read may miss is not a move: the owner deleting it (the lock request then answers 404:
     skipped as deleted) or locking it (our lock replaces theirs, as when they lock right after a new read).
     """
