@@ -223,8 +223,7 @@ notes:
     instance whose move starts later (a later priority group) is read again.
   - Runs of this module for the same host must not overlap (use one runbook per host, with a throttle in
     event-driven setups). Each instance is checked again right before its evacuation, which leaves a window of
-    about one request between two concurrent runs; in that window Nova itself refuses the second evacuation
-    (the instance has a task state, or it is on a host that is up).
+    about one request between two concurrent runs.
   - Capacity is a first-fit estimate in priority order over what the candidate hosts have free in Placement (the
     other usable hosts of the host's availability zone and aggregates, the reserved hosts, or O(target_hosts));
     the scheduler's hosts are filled the most free memory first, reserved hosts one after the other. It counts
