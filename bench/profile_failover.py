@@ -10,10 +10,16 @@ playbooks/host_failover.yml with ansible-playbook and a timing callback. Prints,
   - the slowest tasks;
   - the part that is Nova's work: nova_evacuate's time from its first evacuation request to the last instance in
     its target state (what the floor benchmark measures as well), against everything else (the runbook's overhead).
+  - nova_evacuate's timeline, from Nova's own migration records (created when the API accepts an evacuation,
+    'done' when the instance runs on its destination; Nova stores them to the second): seconds from the
+    evacuate task's start to the first and the last evacuation accepted and to the last one done.
 The last line is a JSON summary. The lab is stopped again if this script started it (unless --keep-lab).
+--collection DIR profiles the collection of another checkout (e.g. a worktree of an older commit) with this
+script, so that before/after comparisons differ only in the collection. Each run notes the load average.
 """
 
 import argparse
+import datetime
 import json
 import os
 import statistics
@@ -72,7 +78,7 @@ CALLBACK = textwrap.dedent('''
         def _result(self, status, result):
             if self._current is not None:
                 keep = {k: result._result.get(k) for k in ('evacuations', 'seconds', 'last_evacuation_after',
-                                                           'elapsed', 'attempts') if k in result._result}
+                                                           'elapsed', 'attempts', 'totals') if k in result._result}
                 self._current['results'].append(dict(status=status, **keep))
 
         def v2_runner_on_ok(self, result):
@@ -122,7 +128,32 @@ def phase_of(record):
     return 'other (%s)' % (name or 'playbook')
 
 
-def profile_once(lab, servers, workdir):
+def evacuation_timeline(lab, since):
+    """Nova's evacuation migrations from HOST created at or after `since` (epoch seconds): (first accepted, last
+    accepted, last done) in epoch seconds, or None when there is none."""
+    import openstack  # the bench runs with the collection's .venv, which has openstacksdk
+
+    region = openstack.config.OpenStackConfig(config_files=[lab['clouds_yaml']]).get_one(cloud=lab['cloud'])
+    conn = openstack.connection.Connection(config=region)
+    try:
+        response = conn.compute.get('/os-migrations?migration_type=evacuation&source_compute=%s' % HOST,
+                                    microversion='2.59')
+        migrations = response.json().get('migrations') or []
+    finally:
+        conn.close()
+
+    def epoch(value):
+        return datetime.datetime.fromisoformat(value.replace('Z', '')).replace(
+            tzinfo=datetime.timezone.utc).timestamp() if value else None
+    mine = [m for m in migrations if epoch(m['created_at']) >= int(since)]
+    if not mine:
+        return None
+    created = [epoch(m['created_at']) for m in mine]
+    done = [epoch(m['updated_at']) for m in mine if m['status'] in ('done', 'completed')]
+    return min(created), max(created), max(done) if len(done) == len(mine) else None
+
+
+def profile_once(lab, servers, workdir, collection):
     labctl('reset')
     labctl('boot', '--count', str(servers), '--host', HOST, '--prefix', 'prof')
     crashed = time.time()
@@ -132,8 +163,9 @@ def profile_once(lab, servers, workdir):
 
     collections = os.path.join(workdir, 'collections', 'ansible_collections', 'openstack_ha')
     os.makedirs(collections, exist_ok=True)
-    if not os.path.islink(os.path.join(collections, 'recovery')):
-        os.symlink(REPO, os.path.join(collections, 'recovery'))
+    if os.path.islink(os.path.join(collections, 'recovery')):
+        os.unlink(os.path.join(collections, 'recovery'))
+    os.symlink(collection, os.path.join(collections, 'recovery'))
     callbacks = os.path.join(workdir, 'callback_plugins')
     os.makedirs(callbacks, exist_ok=True)
     with open(os.path.join(callbacks, 'task_timing.py'), 'w') as out:
@@ -146,6 +178,7 @@ def profile_once(lab, servers, workdir):
                PATH=BIN + os.pathsep + os.environ.get('PATH', ''))
     extra = dict(compute_host=HOST, host_failover_report_dir=os.path.join(workdir, 'reports'),
                  host_failover_lock_dir=os.path.join(workdir, 'locks'))
+    load_before = os.getloadavg()
     started = time.time()
     proc = subprocess.run([os.path.join(BIN, 'ansible-playbook'), '-i', lab['inventory'],
                            'openstack_ha.recovery.host_failover', '-e', json.dumps(extra)],
@@ -163,11 +196,25 @@ def profile_once(lab, servers, workdir):
         phases[phase_of(task)] = phases.get(phase_of(task), 0.0) + task['seconds']
     evacuate = [t for t in tasks if t['action'].endswith('nova_evacuate') and t['results']
                 and t['results'][0].get('evacuations')]
-    nova_work = None
+    evacuate = evacuate or [t for t in tasks if t['action'].endswith('nova_evacuate') and t['results']
+                            and (t['results'][0].get('totals') or {}).get('evacuations')]
+    nova_work = timeline = None
     if evacuate:
         result = evacuate[0]['results'][0]
-        nova_work = result['seconds']
+        nova_work = result.get('seconds', (result.get('totals') or {}).get('seconds'))
+        task_start = evacuate[0]['start']
+        found = evacuation_timeline(lab, task_start)
+        if found:
+            first, last, done = found
+            timeline = dict(task_after_runbook_start=round(task_start - started, 1),
+                            module_seconds=round(evacuate[0]['end'] - task_start, 1),
+                            first_accepted=round(first - task_start, 1), last_accepted=round(last - task_start, 1),
+                            last_done=round(done - task_start, 1) if done else None,
+                            last_done_after_runbook_start=round(done - started, 1) if done else None,
+                            last_evacuation_after=(result.get('totals') or {}).get('last_evacuation_after'))
     return dict(servers=servers, crash_to_nova_down=round(nova_down - crashed, 1),
+                load_before=[round(x, 2) for x in load_before], load_after=[round(x, 2) for x in os.getloadavg()],
+                collection=collection, nova_evacuate=timeline,
                 wall=round(finished - started, 2), startup=round(tasks[0]['start'] - started, 2) if tasks else None,
                 callback_loaded_after=round(loaded - started, 2), tasks=len(tasks),
                 executed=sum(1 for t in tasks if any(r['status'] != 'skipped' for r in t['results'])),
@@ -180,8 +227,15 @@ def profile_once(lab, servers, workdir):
 def print_run(run):
     print('\nservers %d: runbook wall %.1f s (Nova reported the host down %.1f s after the crash; the runbook '
           'starts then)' % (run['servers'], run['wall'], run['crash_to_nova_down']))
+    print('  collection %s; load average before %s, after %s' % (run['collection'], run['load_before'],
+                                                                  run['load_after']))
     print('  ansible start-up before the first task %.1f s; %d tasks, %d executed (not skipped)'
           % (run['startup'], run['tasks'], run['executed']))
+    if run['nova_evacuate']:
+        print('  nova_evacuate (s from its task start, Nova\'s migration records): first accepted %(first_accepted)s, '
+              'last accepted %(last_accepted)s, last done %(last_done)s; module %(module_seconds)s; task started '
+              '%(task_after_runbook_start)s s into the runbook, last done %(last_done_after_runbook_start)s s'
+              % run['nova_evacuate'])
     print('  %-28s %8s %6s' % ('phase', 'seconds', 'share'))
     for name, seconds in sorted(run['phases'].items(), key=lambda kv: -kv[1]):
         print('  %-28s %8.1f %5.0f%%' % (name, seconds, 100 * seconds / run['wall']))
@@ -201,6 +255,7 @@ def main():
     parser.add_argument('--keep-lab', action='store_true', help='leave the lab running (default: stop it if '
                                                                  'this script started it)')
     parser.add_argument('--json', help='write every run as JSON to this file')
+    parser.add_argument('--collection', default=REPO, help='the checkout whose collection runs (default: this one)')
     args = parser.parse_args()
     if args.servers < 1 or args.repeat < 1:
         parser.error('--servers and --repeat must be at least 1')
@@ -211,7 +266,7 @@ def main():
     try:
         with tempfile.TemporaryDirectory(prefix='ohprofile-') as workdir:
             for _ in range(args.repeat):
-                runs.append(profile_once(lab, args.servers, workdir))
+                runs.append(profile_once(lab, args.servers, workdir, os.path.abspath(args.collection)))
                 print_run(runs[-1])
     finally:
         labctl('reset', check=False)

@@ -11,8 +11,9 @@ the other nova modules. What Nova does, and what this code does about it (Nova 3
 - POST /servers/{id}/action evacuate is accepted while another evacuation of the same instance is still running
   (the API's state check lets any task_state through): a second request leaves the instance stuck in
   rebuild_block_device_mapping with a migration 'accepted' forever (seen in the lab). So right before each
-  evacuation the instance and its evacuation migrations are read again, and an instance with a rebuild task
-  state or a migration not yet final is only waited for, never evacuated again.
+  evacuation the host's evacuation migrations are read again (one list for every worker), and an instance with a
+  rebuild task state, a migration not yet final, or a migration the plan did not see is only waited for, never
+  evacuated again (_state_before_move says why the plan's seconds-old server read is enough).
 - Compute API 2.95 and later land every evacuated instance stopped (except one that was in ERROR). Evacuation
   requests use 2.94, which keeps the state: an active instance arrives ACTIVE, a stopped one SHUTOFF. Under a
   pinned microversion of 2.95 or later they arrive SHUTOFF, and an instance whose target is ACTIVE is started.
@@ -33,6 +34,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import functools
 import re
 import threading
 import time
@@ -64,7 +66,8 @@ from ansible_collections.openstack_ha.recovery.plugins.module_utils._nova import
     list_aggregates,
     migration_record,
     neighbour_services,
-    provider_room,
+    providers_room,
+    read_concurrently,
     resolve_evacuable,
     update_service,
 )
@@ -89,6 +92,9 @@ LOCK_REASON = LOCK_PREFIX + '%s, was %s'
 LOCK_PATTERN = re.compile(r'^' + re.escape(LOCK_PREFIX) + r'(?P<host>.+), was (?P<status>[A-Z_]+)$')
 
 POLL_INTERVAL = 1.0
+# How long the plan's reads of an instance stand in for a new read right before its evacuation (seconds); see
+# _state_before_move. Instances of later priority groups, which wait for the earlier ones, are read again.
+PLAN_FRESH = 30.0
 # While its migration is under way, an instance's server record is read only this often (seconds).
 SERVER_CHECK = 10.0
 
@@ -457,15 +463,17 @@ def _plan_targets(groups, pools, free_by_host, target_spread):
     return unplaced
 
 
-def _capacity(conn, pools, excluded, groups, target_spread):
+def _capacity(conn, pools, excluded, groups, target_spread, nodes):
+    """nodes: hypervisor_nodes; the Placement reads of every candidate host's providers go out at once."""
     hosts = [(kind, h) for kind, names in pools for h in names]
-    nodes = hypervisor_nodes(conn) if hosts else {}
+    providers = [(name, provider) for dummy, name in hosts for provider in nodes.get(name, [])]
+    rooms = dict(zip(providers, providers_room(conn, providers)))
     free_by_host = {}
     for dummy, name in hosts:
         free = dict((key, 0) for key, dummy in RESOURCES)
         free['max_unit'] = dict((key, 0) for key, dummy in RESOURCES)
         for provider in nodes.get(name, []):
-            room, max_unit = provider_room(conn, provider, name)
+            room, max_unit = rooms[(name, provider)]
             for key, dummy in RESOURCES:
                 free[key] += room[key]
                 free['max_unit'][key] = max(free['max_unit'][key], max_unit[key])
@@ -538,8 +546,10 @@ class _Run:
     evacuation migrations, read with one request for every worker at most once per poll interval."""
 
     def __init__(self, conn, host, microversion, timeout, retries, target_hosts, clock, sleep, poll_interval,
-                 started, pools=(), reserved_services=None):
+                 started, pools=(), reserved_services=None, plan=None):
         self.conn = conn
+        # what the plan read: dict(servers={id: raw}, newest={instance id: its newest migration id}, read_at=clock)
+        self.plan = plan or dict(servers={}, newest={}, read_at=None)
         self.host = host
         self.microversion = microversion
         self.servers_microversion = compute_microversion(conn, 'servers')
@@ -627,13 +637,12 @@ def move_instance(run, record):
         if run.abort_reason:
             record.update(outcome='failed', reason='not evacuated: %s' % run.abort_reason)
             return record
-        raw = get_server(run.conn, record['id'])
+        raw, migrations, started_since_plan = _state_before_move(run, record)
         if raw is None:
             record.update(outcome='skipped', reason='deleted before it was evacuated')
             return record
         unlock = our_lock(raw, run.host) is not None
-        migrations = instance_evacuations(run.conn, record['id'])
-        if record['action'] == 'evacuate' and (_host_of(raw) != run.host or
+        if record['action'] == 'evacuate' and (_host_of(raw) != run.host or started_since_plan or
                                                _in_flight(raw, migrations[0] if migrations else None)):
             # moved or moving since the plan was read (by another run?): never a second evacuation
             record.update(action='wait', resumed=True, reason='an evacuation started after the plan was read: '
@@ -655,7 +664,13 @@ def move_instance(run, record):
                 if raw is None:
                     raise _AttemptFailed('deleted while it was being evacuated', False)
         if not raw.get('locked'):
-            _lock(run, record)
+            try:
+                _lock(run, record)
+            except ActionFailed as exc:
+                if exc.status != 404:
+                    raise
+                record.update(outcome='skipped', reason='deleted before it was evacuated')
+                return record
             unlock = True
         _evacuate_with_retries(run, record, migrations, deadline)
         return record
@@ -674,6 +689,36 @@ def move_instance(run, record):
         if unlock:
             _unlock(run, record)
         record['seconds'] = round(run.clock() - started, 1)
+
+
+def _state_before_move(run, record):
+    """(raw server or None when deleted, the instance's evacuation migrations newest first, whether an evacuation
+    of it began after the plan was read) right before its move.
+
+    The migrations come from the host's list that every worker shares (_Run.host_migrations: one request for all,
+    at most a poll interval old and read after the plan), not from one request per instance. The server is read
+    again only when the plan's read of it is older than PLAN_FRESH, or the plan found a move to wait for.
+    Reusing the plan's read misses no move of the instance by anyone else since the plan:
+    - an instance leaves a down host only by evacuation (a live or cold migration needs the source compute), and
+      Nova's API records every evacuation it accepts as a migration ('accepted') before it answers. An instance
+      whose newest migration in the shared list is not the one the plan saw has been moved, or is moving, since
+      the plan - finished, in flight or failed: it is only waited for (adopted), never evacuated a second time;
+    - the moment between the shared list's read and our request is the moment the server read this replaces left
+      open as well. There, Nova is the backstop: once an evacuation has finished, the instance's host is the
+      destination, whose service is up ("Compute service of HOST is still in use", HTTP 400); while it runs, the
+      API saves its own task state only over none (instance.save(expected_task_state=None) in
+      nova/compute/api.py evacuate) - though a second request accepted mid-move was seen once (module
+      docstring), which is why the migration list, not Nova, is the guard.
+    What a seconds-old read may miss is not a move: the owner deleting it (the lock request then answers 404:
+    skipped as deleted) or locking it (our lock replaces theirs, as when they lock right after a new read).
+    """
+    migrations = [m for m in run.host_migrations(0) if m['instance_uuid'] == record['id']]
+    planned = run.plan['servers'].get(record['id'])
+    fresh = run.plan['read_at'] is not None and run.clock() - run.plan['read_at'] < PLAN_FRESH
+    if planned is not None and fresh and record['action'] == 'evacuate' and not record['resumed']:
+        newest = migrations[0]['id'] if migrations else None
+        return planned, migrations, newest != run.plan['newest'].get(record['id'])
+    return get_server(run.conn, record['id']), migrations, False
 
 
 def _lock(run, record):
@@ -881,13 +926,26 @@ def _check_down(service, host):
         'then run this again.' % (host, service['updated_at'] or 'unknown', host, host))
 
 
-def _plan(conn, host, options):
-    """The records of the instances on the host and of those an earlier run moved but left locked; warnings."""
+def _read_inputs(conn, host):
+    """What the plan reads from Nova, read at once (read_concurrently) rather than one request after the other:
+    dict(servers, migrations, aggregates, locked, nodes)."""
+    names = ('servers', 'migrations', 'aggregates', 'locked', 'nodes')
+    answers = read_concurrently(conn, [functools.partial(host_servers, conn, host),
+                                       functools.partial(evacuation_migrations, conn, host),
+                                       functools.partial(list_aggregates, conn),
+                                       functools.partial(locked_servers, conn),
+                                       functools.partial(hypervisor_nodes, conn)])
+    return dict(zip(names, answers))
+
+
+def _plan(conn, host, options, inputs):
+    """The records of the instances on the host and of those an earlier run moved but left locked; warnings.
+    inputs: _read_inputs."""
     warnings = []
-    raw_servers = host_servers(conn, host)
-    newest = _newest_by_instance(evacuation_migrations(conn, host)) if raw_servers else {}
-    aggregates = [a for a in list_aggregates(conn) if host in a['hosts']]
-    stale = [raw for raw in locked_servers(conn) if our_lock(raw, host) and _host_of(raw) != host]
+    raw_servers = inputs['servers']
+    newest = _newest_by_instance(inputs['migrations'])
+    aggregates = [a for a in inputs['aggregates'] if host in a['hosts']]
+    stale = [raw for raw in inputs['locked'] if our_lock(raw, host) and _host_of(raw) != host]
     images = {}
 
     def reader(raw):
@@ -1010,15 +1068,17 @@ def evacuate_host(conn, host, capacity_policy='partial', concurrency=10, discove
         service = facts['service'] = find_service(services, host)
         _check_down(service, host)
         microversion = facts['microversion'] = evacuate_microversion(conn)
-        pools, excluded = _pools(host, service['zone'], services, list_aggregates(conn), target_hosts, target_order,
+        inputs_read_at = clock()
+        inputs = _read_inputs(conn, host)
+        pools, excluded = _pools(host, service['zone'], services, inputs['aggregates'], target_hosts, target_order,
                                  reserved_hosts, discover_reserved_hosts)
         reserved_services = dict((name, find_service(services, name)) for kind, names in pools if kind == 'reserved'
                                  for name in names)
-        records, plan_warnings = _plan(conn, host, options)
+        records, plan_warnings = _plan(conn, host, options, inputs)
         warnings += plan_warnings
         facts['instances'] = records
         groups = _groups(records)
-        capacity = facts['capacity'] = _capacity(conn, pools, excluded, groups, target_spread)
+        capacity = facts['capacity'] = _capacity(conn, pools, excluded, groups, target_spread, inputs['nodes'])
         facts['groups'] = [dict(priority=g[0]['priority'], instances=[r['id'] for r in g]) for g in groups]
         if any(r['action'] == 'evacuate' for r in records) and not any(names for kind, names in pools):
             raise EvacuationError(_no_target_message(host, target_order, target_hosts, excluded))
@@ -1035,7 +1095,10 @@ def evacuate_host(conn, host, capacity_policy='partial', concurrency=10, discove
             return dict(facts, changed=changed, totals=_totals(records, None, started, clock), warnings=warnings,
                         diff=_diff(records))
         run = _Run(conn, host, microversion, timeout, retries, target_hosts, clock, sleep,
-                   POLL_INTERVAL if poll_interval is None else poll_interval, started, pools, reserved_services)
+                   POLL_INTERVAL if poll_interval is None else poll_interval, started, pools, reserved_services,
+                   plan=dict(servers=dict((raw['id'], raw) for raw in inputs['servers']), read_at=inputs_read_at,
+                             newest=dict((uuid, m['id']) for uuid, m in
+                                         _newest_by_instance(inputs['migrations']).items())))
         for group in groups:
             with ThreadPoolExecutor(max_workers=min(concurrency, len(group))) as pool:
                 list(pool.map(lambda record: move_instance(run, record), group))

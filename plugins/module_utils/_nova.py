@@ -18,6 +18,7 @@ Functions others reuse:
     host_servers(conn, host)                the host's instances across all projects
     evacuation_migrations(conn, host)       evacuation migration records whose source is the host
     pending_evacuations(migrations)         those not yet cleaned up by the source compute
+    read_concurrently(conn, reads)          independent reads sent at once, over the one connection
     ensure_service(conn, host, ...)         nova_service: enabled / forced_down / disabled_reason, in a safe order
     host_info(conn, host, ...)              nova_host_info: service, instances, aggregates, zone, capacity
 """
@@ -27,10 +28,12 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import functools
 import math
 import re
 import time
 
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, urlencode
 
 from ansible_collections.openstack_ha.recovery.plugins.module_utils._openstack import RecoveryError
@@ -53,6 +56,8 @@ TRANSIENT_STATUSES = (500, 502, 503, 504)
 # Pauses before each new try of an idempotent request that failed transiently: 31.5 s in all.
 RETRY_DELAYS = (0.5, 1, 2, 4, 8, 8, 8)
 IDEMPOTENT_METHODS = ('get', 'head', 'put')
+# How many independent reads read_concurrently sends at once.
+READ_CONCURRENCY = 8
 
 # The compute API microversion of each kind of request, the oldest that gives what the code reads.
 # A microversion pinned by the user (compute_microversion, or the cloud's default) is used instead when it is
@@ -122,6 +127,28 @@ def _send(conn, service, method, url, microversion, body=None, idempotent=None, 
 
 def _sleep(seconds):
     time.sleep(seconds)
+
+
+def read_concurrently(conn, reads, services=()):
+    """The answers of independent reads, sent at once (at most READ_CONCURRENCY at a time): `reads` is a list of
+    callables without arguments (each one or more requests through _api); their results come back in that order.
+    When reads fail, the first failure in that order is raised, once every read has ended (none keeps running
+    behind the caller).
+
+    One openstacksdk connection serves every thread, as it serves nova_evacuate's workers: its keystoneauth
+    Session sends each request on a pooled connection (urllib3's pool is thread-safe) and holds one token, fetched
+    once under the auth plugin's lock (keystoneauth1 BaseIdentityPlugin.get_access): no read authenticates again.
+    What has no lock is the lazy creation of a service proxy (conn.compute, conn.placement, ...): two threads
+    touching a new one at once would each run its endpoint discovery. `services` names the proxies to create
+    before the threads start.
+    """
+    for service in services:
+        getattr(conn, service)
+    if len(reads) < 2:
+        return [read() for read in reads]
+    with ThreadPoolExecutor(max_workers=min(len(reads), READ_CONCURRENCY)) as pool:
+        futures = [pool.submit(read) for read in reads]
+    return [future.result() for future in futures]
 
 
 def _error_detail(response):
@@ -471,24 +498,36 @@ def hypervisor_nodes(conn):
     return nodes
 
 
+def _placement_read(conn, provider_uuid, host, kind):
+    """One Placement read of a resource provider: its 'inventories' or its 'usages'."""
+    url = '/resource_providers/%s/%s' % (quote(str(provider_uuid)), kind)
+    return _api(conn, 'placement', 'get', url, 'read the Placement %s of %s' % (kind, host),
+                PLACEMENT_MICROVERSION).get(kind) or {}
+
+
 def provider_free(conn, provider_uuid, host):
     """What a resource provider has free: per RESOURCES key, (total - reserved) * allocation_ratio - used."""
-    base = '/resource_providers/%s' % quote(str(provider_uuid))
-    inventories = _api(conn, 'placement', 'get', base + '/inventories',
-                       'read the Placement inventories of %s' % host, PLACEMENT_MICROVERSION).get('inventories') or {}
-    usages = _api(conn, 'placement', 'get', base + '/usages',
-                  'read the Placement usages of %s' % host, PLACEMENT_MICROVERSION).get('usages') or {}
-    return free_resources(inventories, usages)
+    return free_resources(_placement_read(conn, provider_uuid, host, 'inventories'),
+                          _placement_read(conn, provider_uuid, host, 'usages'))
 
 
 def provider_room(conn, provider_uuid, host):
     """What a resource provider has free (as provider_free) and the most one allocation may take of each resource
     (its inventory's max_unit; 0 without inventory): (free, max_unit), both keyed like RESOURCES."""
-    base = '/resource_providers/%s' % quote(str(provider_uuid))
-    inventories = _api(conn, 'placement', 'get', base + '/inventories',
-                       'read the Placement inventories of %s' % host, PLACEMENT_MICROVERSION).get('inventories') or {}
-    usages = _api(conn, 'placement', 'get', base + '/usages',
-                  'read the Placement usages of %s' % host, PLACEMENT_MICROVERSION).get('usages') or {}
+    return _room(_placement_read(conn, provider_uuid, host, 'inventories'),
+                 _placement_read(conn, provider_uuid, host, 'usages'))
+
+
+def providers_room(conn, providers):
+    """provider_room of every (host, provider uuid) in `providers`, in that order: their inventories and usages are
+    read at once (read_concurrently), not one after another."""
+    reads = [functools.partial(_placement_read, conn, provider, host, kind)
+             for host, provider in providers for kind in ('inventories', 'usages')]
+    answers = read_concurrently(conn, reads, ('placement',) if reads else ())
+    return [_room(answers[2 * index], answers[2 * index + 1]) for index in range(len(providers))]
+
+
+def _room(inventories, usages):
     max_unit = {}
     for key, resource_class in RESOURCES:
         inventory = inventories.get(resource_class) or {}
@@ -651,14 +690,18 @@ def capacity_hosts(host, zone, services, aggregates):
     return usable, excluded
 
 
-def capacity_report(conn, host, zone, services, aggregates, instances):
+def capacity_report(conn, host, zone, services, aggregates, instances, nodes=None):
+    """nodes: hypervisor_nodes, when the caller read them already."""
     usable, excluded = capacity_hosts(host, zone, services, aggregates)
-    nodes = hypervisor_nodes(conn) if usable else {}
+    if nodes is None:
+        nodes = hypervisor_nodes(conn) if usable else {}
+    providers = [(name, provider) for name in usable for provider in nodes.get(name, [])]
+    rooms = dict(zip(providers, providers_room(conn, providers)))
     hosts = []
     for name in usable:
         free = _zero()
         for provider in nodes.get(name, []):
-            _add(free, provider_free(conn, provider, name))
+            _add(free, rooms[(name, provider)][0])
         hosts.append(dict(host=name, free=free))
     needed = _zero()
     needed_evacuable = _zero()
@@ -682,28 +725,30 @@ def host_info(conn, host, evacuable_tag='evacuable', evacuable_sources=EVACUABLE
     with the facts known so far."""
     facts = dict(host=host, service=None, instances=[], aggregates=[], availability_zone=None, capacity=None)
     try:
+        # the independent reads at once (read_concurrently); the service first: an unknown host reads nothing else
         services = compute_services(conn)
         service = dict(find_service(services, host))
         service['heartbeat_age'] = heartbeat_age(service, now or utc_now())
         facts['service'] = service
         facts['availability_zone'] = service['zone']
-        raw_servers = host_servers(conn, host)
-        all_aggregates = list_aggregates(conn)
+        raw_servers, all_aggregates, groups, nodes = read_concurrently(conn, [
+            functools.partial(host_servers, conn, host), functools.partial(list_aggregates, conn),
+            functools.partial(list_server_groups, conn), functools.partial(hypervisor_nodes, conn)])
         facts['aggregates'] = [a for a in all_aggregates if host in a['hosts']]
         facts['instances'] = _instances(conn, raw_servers, facts['aggregates'], evacuable_tag, evacuable_sources,
-                                        evacuable_default)
+                                        evacuable_default, groups)
         facts['capacity'] = capacity_report(conn, host, service['zone'], services, all_aggregates,
-                                            facts['instances'])
+                                            facts['instances'], nodes)
         return dict(changed=False, **facts)
     except RecoveryError as exc:
         raise _with_facts(exc, facts)
 
 
-def _instances(conn, raw_servers, aggregates, tag, sources, default):
+def _instances(conn, raw_servers, aggregates, tag, sources, default, server_groups):
     if not raw_servers:
         return []
     memberships = {}
-    for group in list_server_groups(conn):
+    for group in server_groups:
         for member in group.get('members') or []:
             memberships.setdefault(member, []).append(dict(id=group.get('id'), name=group.get('name'),
                                                            policy=group.get('policy')))

@@ -213,11 +213,16 @@ notes:
     that one is used; from 2.95 the instances whose target is V(ACTIVE) are started after their move. A cloud
     older than 2.94 (before Zed) needs O(compute_microversion) between 2.73 and its newest.
   - Reads and locks use 2.73 (lock reasons), migrations 2.59, services 2.53, aggregates 2.41. Needs an admin role.
-  - Requests per instance - a read of the server and of its evacuation migrations right before its evacuation,
-    lock, evacuate, unlock, and a read of the server when its migration ends (and every 10 seconds while it
-    moves). While instances move, one list of the host's evacuation migrations per second serves them all.
+  - The plan's reads (the host's servers, its evacuation migrations, the aggregates, the locked servers, the
+    hypervisors; then two Placement reads per candidate host's provider) are sent at once, over one connection
+    and one token, after the read of the services that decides whether the host may be evacuated at all.
+  - Requests per instance - lock, evacuate, unlock, and a read of the server when its migration ends (and every
+    10 seconds while it moves). While instances move, one list of the host's evacuation migrations per second
+    serves them all; right before each evacuation that list (read after the plan) is checked for a move of the
+    instance the plan did not see. The plan's read of the server stands in for a new one for 30 seconds; an
+    instance whose move starts later (a later priority group) is read again.
   - Runs of this module for the same host must not overlap (use one runbook per host, with a throttle in
-    event-driven setups). Each instance is read again right before its evacuation, which leaves a window of
+    event-driven setups). Each instance is checked again right before its evacuation, which leaves a window of
     about one request between two concurrent runs.
   - Capacity is a first-fit estimate in priority order over what the candidate hosts have free in Placement (the
     other usable hosts of the host's availability zone and aggregates, the reserved hosts, or O(target_hosts));

@@ -67,10 +67,10 @@ attributes:
     support: none
 notes:
   - Requests, with their compute API microversions (or O(compute_microversion) when it is at least that) - the
-    nova-compute services (2.53), the host's servers in all projects (2.73, flavors embedded), the host
-    aggregates (2.41), the server groups of all projects (2.64) when the host has instances, the images of
-    instances whose flavor does not decide the policy (Glance v2), the hypervisors (2.53) and two Placement
-    reads per counted host (1.0). Needs an admin role.
+    nova-compute services (2.53); then at once the host's servers in all projects (2.73, flavors embedded), the
+    host aggregates (2.41), the server groups of all projects (2.64) and the hypervisors (2.53); the images of
+    instances whose flavor does not decide the policy (Glance v2); and at once two Placement reads per counted
+    host (1.0). Needs an admin role.
   - Capacity is a sum over the counted hosts; whether each instance fits somewhere is for the evacuation to
     decide. Disk offered by a shared storage resource provider, and dedicated CPUs (PCPU), are not counted.
   - The heartbeat age is measured on the clock of the host running the module against Nova's timestamp; clock

@@ -365,7 +365,8 @@ def test_a_host_without_instances():
     cloud = make_cloud(servers=0)
     result = evacuate(cloud)
     assert result['changed'] is False and result['instances'] == [] and result['groups'] == []
-    assert not [r for r in cloud.requests if r.path == '/os-migrations']  # nothing to look up
+    # the plan's migration list is read together with the servers (one request), and nothing after it
+    assert len([r for r in cloud.requests if r.path == '/os-migrations']) == 1 and cloud.sent('compute', 'POST') == []
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -822,23 +823,88 @@ def test_an_accepted_migration_without_task_state_counts_as_under_way():
     assert record['action'] == 'wait' and record['outcome'] == 'moved' and cloud.evacuations() == []
 
 
-def test_an_evacuation_started_after_the_plan_is_waited_for():
+def on_shared_list(cloud, action):
+    """Run action() once, when the workers read the host's migration list (the second list: the first is the
+    plan's) - after the plan, right before the first move."""
+    original = cloud._compute_get
+    lists = []
+
+    def hooked(path, query, body):
+        if path == '/os-migrations' and 'source_compute' in query:
+            lists.append(True)
+            if len(lists) == 2:
+                action()
+        return original(path, query, body)
+    cloud._compute_get = hooked
+
+
+@pytest.mark.parametrize('finished', [False, True], ids=['moving', 'finished'])
+def test_an_evacuation_started_after_the_plan_is_waited_for(finished):
     cloud = make_cloud(servers=1)
     server = cloud.server('vm-0')
+
+    def other_run_starts():
+        cloud._evacuate(server, {}, '2.94')
+        if finished:  # moved to compute2 and done before this run looks: the plan still says compute1, no task
+            cloud._finish(server, cloud.jobs[server['id']])
+    on_shared_list(cloud, other_run_starts)
+    record = evacuate(cloud)['instances'][0]
+    assert record['action'] == 'wait' and record['outcome'] == 'moved' and record['to'] == 'compute2'
+    assert record['reason'] == 'an evacuation started after the plan was read: waiting for it, never evacuating it ' \
+                               'a second time'
+    assert cloud.evacuations() == []
+    # the plan's read of the server stood in for a new one: the server was read only once it had moved
+    assert server_reads(cloud, server['id']) and all(
+        r.path.endswith(server['id']) for r in server_reads(cloud))
+
+
+def test_the_plan_reads_its_inputs_at_once():
+    cloud = make_cloud(servers=2)
+    gate = threading.Barrier(5, timeout=5)
+    original = cloud.request
+    lists = ('/servers/detail', '/os-migrations', '/os-aggregates', '/os-hypervisors/detail')
+
+    def meet(service, method, url, microversion, body):
+        # the host's servers, its migrations, the aggregates, the locked servers and the hypervisors wait for each
+        # other (outside the fake's own lock): they pass only when sent at once
+        if not gate.broken and gate.n_waiting < 5 and url.split('?')[0] in lists and 'instance_uuid' not in url \
+                and len([r for r in cloud.requests if r.path == '/os-migrations']) == 0:
+            gate.wait()
+        return original(service, method, url, microversion, body)
+    cloud.request = meet
+    assert evacuate(cloud)['totals']['moved'] == 2 and not gate.broken
+
+
+def test_the_plan_reads_stand_in_only_while_fresh(monkeypatch):
+    cloud = make_cloud(servers=1)
+    server = cloud.server('vm-0')
+    monkeypatch.setattr(_evacuate, 'PLAN_FRESH', 0.0)
     original = cloud._compute_get
     started = []
 
     def other_run_starts(path, query, body):
-        if path == '/servers/%s' % server['id'] and not started:
+        if path == '/servers/%s' % server['id'] and not started:  # the read right before the move
             started.append(True)
             cloud._evacuate(server, {}, '2.94')
+            cloud._finish(server, cloud.jobs[server['id']])
         return original(path, query, body)
     cloud._compute_get = other_run_starts
     record = evacuate(cloud)['instances'][0]
-    assert record['action'] == 'wait' and record['outcome'] == 'moved'
-    assert record['reason'] == 'an evacuation started after the plan was read: waiting for it, never evacuating it ' \
-                               'a second time'
+    assert started and record['action'] == 'wait' and record['outcome'] == 'moved'
     assert cloud.evacuations() == []
+
+
+def test_per_instance_reads_before_the_moves():
+    cloud = make_cloud(servers=5)
+    result = evacuate(cloud, concurrency=5)
+    assert result['totals']['moved'] == 5
+    # no per-instance migration list; the plan's server reads stand in for new ones before the evacuations
+    assert not [r for r in cloud.requests if r.path == '/os-migrations' and 'instance_uuid' in r.query]
+    first_evacuation = next(i for i, r in enumerate(cloud.requests) if r.method == 'POST' and 'evacuate' in r.body)
+    assert not [r for r in cloud.requests[:first_evacuation] if re.match(r'^/servers/[0-9a-f-]{36}$', r.path)]
+    # the plan's reads and the workers' first migration list: services, then the rest at once, then one list
+    lists = [i for i, r in enumerate(cloud.requests) if r.path == '/os-migrations']
+    assert len([i for i in lists if i < first_evacuation]) == 2
 
 
 def test_an_instance_left_locked_by_a_crashed_run_is_evacuated_and_unlocked():
@@ -910,13 +976,10 @@ def test_a_rebuild_task_without_evacuation_ends_and_the_instance_is_evacuated():
 def test_deleted_before_or_during_the_move():
     cloud = make_cloud(servers=2)
     gone = cloud.server('vm-0')
+    on_shared_list(cloud, lambda: cloud.servers.remove(gone))  # after the plan, before the lock: it answers 404
     original = cloud._compute_get
-    deleted = []
 
     def delete_on_read(path, query, body):
-        if path == '/servers/%s' % gone['id'] and not deleted:
-            deleted.append(True)
-            cloud.servers.remove(gone)
         if path == '/servers/%s' % cloud.server('vm-1')['id'] and cloud.jobs.get(cloud.server('vm-1')['id']):
             vanishing = cloud.server('vm-1')
             cloud.servers.remove(vanishing)
@@ -926,6 +989,7 @@ def test_deleted_before_or_during_the_move():
     records = dict((r['id'], r) for r in error.facts['instances'])
     assert records[gone['id']]['outcome'] == 'skipped'
     assert records[gone['id']]['reason'] == 'deleted before it was evacuated'
+    assert [a for n, a, dummy in cloud.actions() if n == gone['id']] == ['lock']  # no evacuation, nothing to unlock
     vm1 = [r for r in error.facts['instances'] if r['name'] == 'vm-1'][0]
     assert vm1['reason'] == 'deleted while it was being evacuated'
 
@@ -1203,8 +1267,8 @@ def test_a_long_move_reads_its_server_every_server_check():
     server = cloud.server('vm-0')
     cloud.script(server, 'ok', polls=25)
     evacuate(cloud)
-    # before the evacuation, right after it, at 10 s and 20 s, and when the migration is done (25 s)
-    assert len(server_reads(cloud, server['id'])) == 5
+    # right after the evacuation, at 10 s and 20 s, and when the migration is done (25 s); before it, the plan's read
+    assert len(server_reads(cloud, server['id'])) == 4
 
 
 def test_the_migration_list_after_a_request_is_always_read_after_it():

@@ -1,6 +1,8 @@
 """The Nova core (_nova.py) against FakeCloud, faked at the openstacksdk boundary: every branch, every message."""
 
 import datetime
+import threading
+import time
 
 import pytest
 from keystoneauth1 import exceptions as ksa_exceptions
@@ -579,7 +581,7 @@ def test_capacity_shortfall():
     assert (capacity['sufficient'], capacity['sufficient_evacuable']) == (False, False)
 
 
-def test_no_usable_host_reads_no_hypervisors():
+def test_no_usable_host_reads_no_placement():
     cloud = FakeCloud()
     cloud.add_host('compute1')
     cloud.add_host('compute2', status='disabled')
@@ -587,7 +589,7 @@ def test_no_usable_host_reads_no_hypervisors():
     capacity = host_info(cloud, 'compute1')['capacity']
     assert capacity['hosts'] == [] and capacity['free'] == dict(vcpus=0, memory_mb=0, disk_gb=0)
     assert capacity['sufficient'] is False
-    assert not [r for r in cloud.requests if r.path == '/os-hypervisors/detail']
+    assert cloud.sent('placement') == []
 
 
 def test_a_usable_host_without_hypervisor_record_has_nothing_free(cloud):
@@ -601,7 +603,7 @@ def test_host_without_instances_gives_empty_lists_and_skips_per_instance_reads(c
     assert info['instances'] == [] and info['aggregates'] == []
     assert info['capacity']['needed'] == dict(vcpus=0, memory_mb=0, disk_gb=0)
     assert info['capacity']['sufficient'] is True
-    assert not [r for r in cloud.requests if r.path == '/os-server-groups' or r.service == 'image']
+    assert cloud.sent('image') == []
 
 
 def test_unknown_host_fails_naming_it_with_empty_facts(cloud):
@@ -760,3 +762,64 @@ def test_only_idempotent_requests_are_sent_again(retry_pauses):
     assert _nova._send(conn, 'compute', 'post', '/servers/x/action', '2.73', {'unlock': None},
                        idempotent=True).status_code == 503
     assert len(answers) == 1 + 1 + len(_nova.RETRY_DELAYS)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# reads at once
+
+
+def test_host_info_sends_its_lists_at_once_and_each_once(cloud):
+    gate = threading.Barrier(4, timeout=5)
+    original = cloud.request
+
+    def meet(service, method, url, microversion, body):
+        # the four lists after the service list wait for each other: they pass only if sent at once
+        if any(url.startswith(p) for p in ('/servers/detail', '/os-aggregates', '/os-server-groups',
+                                           '/os-hypervisors/detail')):
+            gate.wait()
+        return original(service, method, url, microversion, body)
+    cloud.request = meet
+    info = host_info(cloud, 'compute1')
+    assert info['capacity']['hosts'] and not gate.broken
+    paths = [r.path for r in cloud.requests if r.service == 'compute']
+    assert paths[0] == '/os-services' and sorted(paths[1:]) == sorted(
+        ['/servers/detail', '/os-aggregates', '/os-server-groups', '/os-hypervisors/detail'])
+    # two Placement reads per provider of the usable hosts, once each
+    providers = [h['id'] for h in cloud.hypervisors if h['service']['host'] in ('compute2', 'compute3')]
+    assert sorted(r.path for r in cloud.sent('placement')) == sorted(
+        '/resource_providers/%s/%s' % (p, kind) for p in providers for kind in ('inventories', 'usages'))
+
+
+def test_read_concurrently_keeps_the_order_and_raises_the_first_failure_after_all_ended():
+    touched = []
+
+    class Conn:
+        @property
+        def placement(self):
+            touched.append(threading.current_thread().name)
+            return 'proxy'
+    ended = []
+
+    def slow(value):
+        time.sleep(0.05)
+        ended.append(value)
+        return value
+
+    def fail(msg):
+        raise NovaError(msg)
+    assert _nova.read_concurrently(Conn(), [lambda: slow(1), lambda: 2, lambda: slow(3)], ('placement',)) == [1, 2, 3]
+    assert touched == [threading.current_thread().name]  # the proxy made before the threads
+    ended.clear()
+    with pytest.raises(NovaError) as caught:
+        _nova.read_concurrently(Conn(), [lambda: slow('a'), lambda: fail('first'), lambda: fail('second'),
+                                         lambda: slow('b')])
+    assert caught.value.msg == 'first' and sorted(ended) == ['a', 'b']
+    assert _nova.read_concurrently(Conn(), []) == [] and _nova.read_concurrently(Conn(), [lambda: 7]) == [7]
+
+
+def test_capacity_reads_fail_naming_the_host(cloud):
+    cloud.fail('placement', 'GET', '/usages$', status=403)
+    with pytest.raises(NovaError) as caught:
+        host_info(cloud, 'compute1')
+    assert caught.value.msg.startswith('cannot read the Placement usages of compute2: the placement API answered '
+                                       'HTTP 403')
