@@ -54,7 +54,7 @@ build: venv
 	mkdir -p dist
 	$(BIN)/ansible-galaxy collection build --force --output-path dist .
 
-# Two pytest-xdist workers, each with a lab of its own (tests/integration/conftest.py), test files kept whole on one
+# Three pytest-xdist workers, each with a lab of its own (tests/integration/conftest.py), test files kept whole on one
 # worker (their tests share lab state). INTEGRATION_WORKERS=0 runs everything in one process against one lab.
 INTEGRATION_WORKERS ?= 3
 # The longest test files first, then the others of tests/integration (listed, not the directory: pytest would sort a

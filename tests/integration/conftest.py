@@ -5,10 +5,10 @@ only in that case, so a developer's running lab survives a test run. Every test 
 uses `fresh_lab`, which returns the lab to a clean state afterwards (servers deleted, hosts powered,
 up and enabled): Nova's scheduler never picks a disabled host, so a leaked disabled host breaks the next test.
 
-Under pytest-xdist (`make integration` runs two workers, `--dist loadfile`), each worker has a lab of its own:
-OHLAB_HOME gets the worker's name appended and OHLAB_BASE_PORT moves 2000 ports per worker; the workers' labs
-share the installed lab venv. Most of a lab test's time is waiting for Nova, so two labs on two cores finish the
-suite sooner than one.
+Under pytest-xdist (`make integration` runs three workers, `--dist loadfile`), each worker has a lab of its own:
+OHLAB_HOME gets the worker's name appended and OHLAB_BASE_PORT moves down 2000 ports per worker; the workers' labs
+share the installed lab venv. Most of a lab test's time is waiting for Nova, so several labs on two cores finish
+the suite sooner than one.
 """
 
 import json
