@@ -27,6 +27,25 @@ the other nova modules. What Nova does, and what this code does about it (Nova 3
 - Locking does not stop an admin's evacuation (the API's lock check lets admins through), so each instance is
   locked with a reason while it moves, to keep its owner away. The reason names the source host and the
   status before the move, so a later run (after a crash) knows its own locks and the status to restore.
+- A lost evacuation. The API sets task state 'rebuilding', creates the migration 'accepted' (dest_compute set only
+  when a host was named) and casts the request to nova-conductor; the conductor schedules (the scheduler claims
+  the destination in Placement, merged into the instance's allocations) and casts it to the destination compute,
+  whose resource claim is the first thing to change the migration: 'pre-migrating' with dest_compute (then 'done'
+  or 'failed'). oslo.messaging acknowledges a message before it runs it, so a conductor that stops (or a RabbitMQ
+  that restarts, dropping its non-durable queues) loses what it held: the migration stays 'accepted' and the
+  instance 'rebuilding' on the failed host for ever, and nothing in Nova times it out. Such a move is declared
+  lost after lost_evacuation_timeout seconds 'accepted' (seen by this run), and only when a fresh read still shows
+  it lost: the migration the newest and still 'accepted', the instance still on the failed host in task state
+  'rebuilding' (or none, after an operator's reset), the failed host still down or forced down. Its state is then
+  reset (os-resetState active: vm_state active, task state none - the evacuate API accepts only task state none)
+  and it is evacuated again, as a retry; an instance that was stopped is stopped again when it arrives running.
+  What is left: the lost migration stays 'accepted' (Nova has no API to close it; the conductor's lookup of the
+  instance's 'accepted' migration may even take the old one for the new evacuation, which then carries it, and
+  leave the new one 'accepted'); the source compute marks one of them 'completed' each time it starts. A
+  destination the lost move had claimed keeps that claim in Placement (Nova's heal skips it). The safety rests on
+  the timeout: a message that was only slow, delivered after the retry started, passes the destination's
+  expected_task_state check ('rebuilding' again) and would rebuild the instance a second time - so the timeout
+  must exceed what the cloud's conductor and scheduler may take (rpc_response_timeout, 60 s by default).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -56,7 +75,10 @@ from ansible_collections.openstack_ha.recovery.plugins.module_utils._nova import
     compute_services,
     evacuation_migrations,
     find_service,
+    get_compute_service,
     host_servers,
+    parse_time,
+    utc_now,
     hypervisor_nodes,
     image_properties,
     instance_record,
@@ -89,6 +111,10 @@ LOCK_REASON = LOCK_PREFIX + '%s, was %s'
 LOCK_PATTERN = re.compile(r'^' + re.escape(LOCK_PREFIX) + r'(?P<host>.+), was (?P<status>[A-Z_]+)$')
 
 POLL_INTERVAL = 1.0
+# lost_evacuation_timeout: its default, and the least value other than 0 (never) - less than Nova's own
+# rpc_response_timeout (60 s) could reset an evacuation that its conductor or scheduler is still working on.
+LOST_EVACUATION_TIMEOUT = 120
+LOST_EVACUATION_TIMEOUT_MIN = 30
 # While its migration is under way, an instance's server record is read only this often (seconds).
 SERVER_CHECK = 10.0
 
@@ -538,13 +564,14 @@ class _Run:
     evacuation migrations, read with one request for every worker at most once per poll interval."""
 
     def __init__(self, conn, host, microversion, timeout, retries, target_hosts, clock, sleep, poll_interval,
-                 started, pools=(), reserved_services=None):
+                 started, pools=(), reserved_services=None, lost_timeout=LOST_EVACUATION_TIMEOUT):
         self.conn = conn
         self.host = host
         self.microversion = microversion
         self.servers_microversion = compute_microversion(conn, 'servers')
         self.timeout = timeout
         self.retries = retries
+        self.lost_timeout = lost_timeout
         self.target_hosts = target_hosts
         self.pool_kinds = [kind for kind, dummy in pools] or ['scheduler']
         # reserved hosts by name -> their service as read before the run; those disabled are enabled on demand
@@ -801,11 +828,19 @@ def _wait_for(run, record, known, deadline, entry=None, adopted=False):
     generation = run.generation() if known is not None else 0
     power_sent = False
     server_read = None
+    accepted_since = {}  # migration id -> when this wait first saw it 'accepted'
     while True:
-        mine = [m for m in run.host_migrations(generation) if m['instance_uuid'] == record['id']
-                and (known is None or m['id'] not in known)]
-        migration = mine[0] if mine else None
+        listed = run.host_migrations(generation)
+        mine = [m for m in listed if m['instance_uuid'] == record['id'] and (known is None or m['id'] not in known)]
+        migration = _carrier(record, listed, mine[0] if mine else None)
         mstatus = migration['status'] if migration else None
+        if mstatus == 'accepted' and run.lost_timeout:
+            since = accepted_since.setdefault(migration['id'], run.clock())
+            if run.clock() - since >= run.lost_timeout:
+                lost = _recover_lost(run, record, migration, run.clock() - since, deadline)
+                if lost:
+                    raise _AttemptFailed(lost, True)
+                accepted_since[migration['id']] = since + SERVER_CHECK  # not lost: look again later
         if entry is not None and migration:
             entry.update(dest=migration['dest_compute'], migration_id=migration['id'], migration_status=mstatus)
         moving = migration is not None and mstatus not in MOVED_MIGRATION_STATES + FAILED_MIGRATION_STATES
@@ -818,6 +853,7 @@ def _wait_for(run, record, known, deadline, entry=None, adopted=False):
             record['status_after'] = status
             if task_state is None:
                 if _arrived(run, record, raw, migration, adopted, power_sent):
+                    _after_lost(run, record)
                     return
                 power_sent = power_sent or record['power_action'] is not None
         if run.clock() >= deadline:
@@ -865,6 +901,105 @@ def _power(run, record, status):
                   '%s server %s (%s), evacuated %s' % (action[3:], record['name'], record['id'], status))
     run.note_change()
     record['power_action'] = action[3:]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# lost evacuations (see the module docstring)
+
+
+def _carrier(record, listed, migration):
+    """The migration that carries the instance's move: `migration`, unless it is still 'accepted' (or missing) and a
+    migration of an evacuation declared lost has moved on since - Nova's conductor takes the instance's first
+    'accepted' migration for the new evacuation, which is the lost one."""
+    if not record['lost_evacuations'] or (migration is not None and migration['status'] != 'accepted'):
+        return migration
+    lost = set(entry['migration_id'] for entry in record['lost_evacuations'])
+    return next((m for m in listed if m['id'] in lost and m['status'] != 'accepted'), migration)
+
+
+def _lost_candidate(raw, host, newest, migration_id=None):
+    """Whether the instance looks like a lost evacuation now: its newest evacuation migration (the one followed,
+    when migration_id is given) 'accepted', the instance still on `host` with task state rebuilding or none."""
+    return (newest is not None and newest['status'] == 'accepted' and migration_id in (None, newest['id']) and
+            _host_of(raw) == host and _task_state(raw) in ('rebuilding', None))
+
+
+def _lost_entry(migration, raw, seconds, action):
+    return dict(migration_id=migration['id'], created_at=migration['created_at'],
+                dest_compute=migration['dest_compute'], status=raw.get('status'), task_state=_task_state(raw),
+                accepted_seconds=None if seconds is None else round(seconds, 1), action=action, left_accepted=[])
+
+
+def _recover_lost(run, record, migration, seconds, deadline):
+    """Decide on an evacuation 'accepted' for lost_evacuation_timeout: when fresh reads prove it lost (see
+    _lost_candidate, and the failed host still down or forced down) and another attempt is allowed, reset the
+    instance's state (unless nothing has a task state) and return the reason of the retry; None when it is not
+    lost. Raises _AttemptFailed when it is lost but no attempt is left (the instance is left as it is)."""
+    raw = get_server(run.conn, record['id'])
+    if raw is None:
+        raise _AttemptFailed('deleted while it was being evacuated', False)
+    migrations = instance_evacuations(run.conn, record['id'])
+    if not _lost_candidate(raw, run.host, migrations[0] if migrations else None, migration['id']):
+        return None
+    service = get_compute_service(run.conn, run.host)
+    if not (service['forced_down'] or service['state'] == 'down'):
+        return None  # the failed host is back: its compute may finish or clean up the move, never reset it
+    task_state = _task_state(raw)
+    reason = ('its evacuation was lost: migration %s accepted for %d s (lost_evacuation_timeout=%d) and no '
+              'destination compute took it; still %s on %s, task state %s'
+              % (migration['id'], seconds, run.lost_timeout, raw.get('status'), run.host, task_state or 'none'))
+    try:
+        _give_up_or_retry(run, record, reason, deadline, True)
+    except _AttemptFailed as exc:
+        raise _AttemptFailed('%s; left as it is: run again to reset its state and evacuate it again' % exc.reason,
+                             False)
+    entry = _lost_entry(migration, raw, seconds, 'reset and evacuated again' if task_state else 'evacuated again')
+    if task_state:
+        server_action(run.conn, record['id'], {'os-resetState': {'state': 'active'}}, run.servers_microversion,
+                      'reset the state of server %s (%s), whose evacuation was lost' % (record['name'], record['id']))
+        run.note_change()
+    record['lost_evacuations'].append(entry)
+    return reason + ('; state reset to active' if task_state else '') + ', evacuating it again'
+
+
+def _after_lost(run, record):
+    """Once an instance arrived after a lost evacuation: name the evacuation migrations Nova leaves 'accepted'."""
+    if not record['lost_evacuations']:
+        return
+    left = [m['id'] for m in instance_evacuations(run.conn, record['id']) if m['status'] == 'accepted']
+    record['lost_evacuations'][-1]['left_accepted'] = left
+    note = ('its evacuation was lost (migration %s accepted, never taken by a compute): state reset and evacuated '
+            'again; Nova keeps %s accepted' % (', '.join(e['migration_id'] for e in record['lost_evacuations']),
+                                              ', '.join(left) or 'none'))
+    record['reason'] = '%s; %s' % (record['reason'], note) if record['reason'] else note
+
+
+def _suspect_lost(conn, host, records, lost_timeout, now):
+    """Check mode: note in the records of the instances waited for whose evacuation may be lost what a run would
+    do. A run measures the time 'accepted' itself; here the migration's age (created_at, on this machine's UTC
+    clock) tells whether a run would reset it at once. Returns whether one would be reset at once."""
+    at_once = False
+    for record in records:
+        if record['action'] != 'wait' or record['to'] is not None or not lost_timeout:
+            continue
+        raw = get_server(conn, record['id'])
+        migrations = instance_evacuations(conn, record['id']) if raw else []
+        if raw is None or not _lost_candidate(raw, host, migrations[0] if migrations else None):
+            continue
+        migration = migrations[0]
+        created = parse_time(migration['created_at'])
+        age = (now - created).total_seconds() if created else None
+        what = 'reset its state and evacuate it again' if _task_state(raw) else 'evacuate it again'
+        if age is not None and age >= lost_timeout:
+            at_once = True
+            action = 'would %s after watching it accepted for lost_evacuation_timeout=%d s' % (what, lost_timeout)
+        else:
+            action = 'would wait for it, and %s if it stays accepted for lost_evacuation_timeout=%d s' % (
+                what, lost_timeout)
+        record['lost_evacuations'].append(_lost_entry(migration, raw, age, action))
+        record['reason'] = '%s; migration %s is accepted since %s: %s' % (
+            record['reason'], migration['id'], migration['created_at'], action)
+    return at_once
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -982,9 +1117,10 @@ def _failure_message(host, records, totals):
 
 def evacuate_host(conn, host, capacity_policy='partial', concurrency=10, discover_reserved_hosts=True,
                   evacuable_default=True, evacuable_sources=EVACUABLE_SOURCES, evacuable_tag='evacuable', exclude=(),
-                  include=(), include_error=False, priority_tag='evacuation_priority', reserved_hosts=(), retries=2,
+                  include=(), include_error=False, lost_evacuation_timeout=LOST_EVACUATION_TIMEOUT,
+                  priority_tag='evacuation_priority', reserved_hosts=(), retries=2,
                   target_hosts=(), target_order='scheduler', target_spread=True, timeout=300, check_mode=False,
-                  clock=time.monotonic, sleep=time.sleep, poll_interval=None):
+                  clock=time.monotonic, sleep=time.sleep, poll_interval=None, now=utc_now):
     """nova_evacuate: evacuate the instances of a failed host, or (check_mode) plan it from real reads.
 
     Returns dict(changed, diff, warnings, and RESULT_KEYS). Raises EvacuationError with the same facts when it
@@ -1001,6 +1137,7 @@ def evacuate_host(conn, host, capacity_policy='partial', concurrency=10, discove
     run = None
     try:
         _check_options(options, concurrency, retries, timeout, capacity_policy, target_order, target_hosts)
+        _check_lost_timeout(lost_evacuation_timeout)
         warnings = []
         if reserved_hosts and target_order == 'scheduler':
             warnings.append('reserved_hosts (%s) are not used with target_order=scheduler: set target_order to '
@@ -1015,6 +1152,8 @@ def evacuate_host(conn, host, capacity_policy='partial', concurrency=10, discove
         reserved_services = dict((name, find_service(services, name)) for kind, names in pools if kind == 'reserved'
                                  for name in names)
         records, plan_warnings = _plan(conn, host, options)
+        for record in records:
+            record['lost_evacuations'] = []
         warnings += plan_warnings
         facts['instances'] = records
         groups = _groups(records)
@@ -1031,11 +1170,13 @@ def evacuate_host(conn, host, capacity_policy='partial', concurrency=10, discove
                     record['outcome'] = 'planned'
             changed = any(r['action'] == 'evacuate' or r['lock'] == 'earlier run' for r in records
                           if r['action'] != 'none')
+            changed = _suspect_lost(conn, host, records, lost_evacuation_timeout, now()) or changed
             facts['reserved_hosts_used'] = _reserved_used(records, reserved_services, None, True)
             return dict(facts, changed=changed, totals=_totals(records, None, started, clock), warnings=warnings,
                         diff=_diff(records))
         run = _Run(conn, host, microversion, timeout, retries, target_hosts, clock, sleep,
-                   POLL_INTERVAL if poll_interval is None else poll_interval, started, pools, reserved_services)
+                   POLL_INTERVAL if poll_interval is None else poll_interval, started, pools, reserved_services,
+                   lost_evacuation_timeout)
         for group in groups:
             with ThreadPoolExecutor(max_workers=min(concurrency, len(group))) as pool:
                 list(pool.map(lambda record: move_instance(run, record), group))
@@ -1068,6 +1209,14 @@ def _check_options(options, concurrency, retries, timeout, capacity_policy, targ
         raise EvacuationError('target_hosts and target_order=%s exclude each other: target_hosts names the hosts '
                               'to use; leave target_order at scheduler with it, or list spare hosts in '
                               'reserved_hosts instead' % target_order)
+
+
+def _check_lost_timeout(value):
+    if value != 0 and value < LOST_EVACUATION_TIMEOUT_MIN:
+        raise EvacuationError('lost_evacuation_timeout must be 0 (never declare an evacuation lost) or at least %d '
+                              'seconds, not %d: a shorter wait could reset an evacuation that nova-conductor or '
+                              'the scheduler is still working on, and the instance would be rebuilt twice'
+                              % (LOST_EVACUATION_TIMEOUT_MIN, value))
 
 
 def _no_target_message(host, target_order, target_hosts, excluded):

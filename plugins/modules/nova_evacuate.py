@@ -154,6 +154,22 @@ options:
     type: list
     elements: str
     default: []
+  lost_evacuation_timeout:
+    description:
+      - Seconds an evacuation may stay C(accepted) before it is declared lost, counted by this run from when it
+        first sees it so; V(0) never declares one lost (the instance is only waited for, until O(timeout)).
+      - Nova loses an evacuation when nova-conductor stops or RabbitMQ restarts while it holds the request: the
+        migration stays C(accepted) and the instance in task state C(rebuilding) on the failed host for ever. A
+        lost one is recovered only when fresh reads still show it so (the instance on the failed host, in task
+        state C(rebuilding) or none, its newest migration C(accepted)) and the failed host is still down or
+        forced down: its state is reset to active (os-resetState), and it is evacuated again as a retry (counted
+        in O(retries), within O(timeout)); one that was stopped is stopped again when it arrives. A rerun does
+        the same for such an instance left by an earlier run. Reported in RV(instances[].lost_evacuations).
+      - Keep it above the time the cloud's nova-conductor and scheduler may take to pass an evacuation on to
+        a compute (their rpc_response_timeout, 60 s by default): an evacuation that was only slow and still
+        arrives after the retry started would rebuild the instance a second time. At least 30.
+    type: int
+    default: 120
   retries:
     description:
       - How many more times an instance whose evacuation failed is evacuated again, each time on another host.
@@ -441,6 +457,17 @@ instances:
           C(migration_status) and C(error).
       type: list
       elements: dict
+    lost_evacuations:
+      description:
+        - The evacuations of it declared lost (see O(lost_evacuation_timeout)), oldest first, each with
+          C(migration_id), C(created_at), C(dest_compute) (the host named, or null), C(status) and C(task_state)
+          (of the instance then), C(accepted_seconds) (how long this run saw it accepted; in check mode its age),
+          C(action) (V(reset and evacuated again), V(evacuated again) when it had no task state any more, or what
+          check mode would do) and C(left_accepted) (the ids of its evacuation migrations Nova still holds
+          C(accepted) once it arrived - Nova never closes them; its source compute marks them completed when it
+          starts again). Empty when none.
+      type: list
+      elements: dict
     lock:
       description:
         - Its lock - V(none) (was not locked), V(this run) (locked for the move and unlocked after),
@@ -483,6 +510,7 @@ instances:
       power_action: null
       resumed: false
       seconds: 4.2
+      lost_evacuations: []
 microversion:
   description: The compute API microversion of the evacuation requests.
   returned: always
@@ -565,6 +593,7 @@ class NovaEvacuateModule(OpenStackModule):
         host=dict(type='str', required=True),
         include=dict(type='list', elements='str', default=[]),
         include_error=dict(type='bool', default=False),
+        lost_evacuation_timeout=dict(type='int', default=120),
         priority_tag=dict(type='str', default='evacuation_priority'),
         reserved_hosts=dict(type='list', elements='str', default=[]),
         retries=dict(type='int', default=2),

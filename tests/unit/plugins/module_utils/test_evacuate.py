@@ -7,6 +7,7 @@ sets task state `rebuilding` and creates an 'accepted' migration, and accepts a 
 instance; a success changes the host, then marks the migration 'done'; a failure leaves the instance on its host.
 """
 
+import datetime
 import re
 import threading
 import time
@@ -60,6 +61,7 @@ class EvacuationCloud(FakeCloud):
         self.polls = 2
         self.moving = 0
         self.most_moving = 0
+        self.conductor_takes_first_accepted = False
 
     # -- building ------------------------------------------------------------------------------------------
 
@@ -137,6 +139,10 @@ class EvacuationCloud(FakeCloud):
             return FakeResponse(202, text='')
         if action == 'evacuate':
             return self._evacuate(server, body['evacuate'], microversion)
+        if action == 'os-resetState':
+            # like Nova: vm_state active or error, task state none; the job of a lost evacuation stays lost
+            self._set(server, body['os-resetState']['state'])
+            return FakeResponse(202, text='')
         return nova_error(400, 'unknown action %s' % action)
 
     def _usable(self, host):
@@ -158,6 +164,11 @@ class EvacuationCloud(FakeCloud):
                               % (server['id'], server['OS-EXT-STS:vm_state']))
         # like Nova: no task state check, a moving instance is accepted again
         migration = self.add_migration(server['id'], source, target, 'accepted')
+        migration['created_at'] = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%f')
+        if self.conductor_takes_first_accepted:
+            # like Nova's conductor (Migration.get_by_instance_and_status(..., 'accepted') is the oldest one)
+            migration = next(m for m in reversed(self.migrations) if m['instance_uuid'] == server['id']
+                             and m['status'] == 'accepted')
         outcome, polls = (self.scripts.get(server['id']) or [('ok', self.polls)]).pop(0) \
             if self.scripts.get(server['id']) else ('ok', self.polls)
         if target is None:
@@ -325,7 +336,8 @@ def test_every_instance_moves_locked_meanwhile_with_the_documented_record(cloud)
         'candidates': ['compute2', 'compute3'], 'target_pool': 'scheduler', 'attempts': 1,
         'history': [dict(target=None, dest='compute2', migration_id=cloud.migrations[-1]['uuid'],
                          migration_status='done', error=None)],
-        'lock': 'this run', 'power_action': None, 'resumed': False, 'seconds': record['seconds']}
+        'lock': 'this run', 'power_action': None, 'resumed': False, 'seconds': record['seconds'],
+        'lost_evacuations': []}
     assert record['seconds'] > 0
     assert result['totals'] == dict(instances=3, selected=3, moved=3, skipped=0, failed=0, planned=0, resumed=0,
                                     evacuations=3, last_evacuation_after=result['totals']['last_evacuation_after'],
