@@ -1121,9 +1121,11 @@ def cmd_bmc(args):
     return {'host': args.host, 'fail_mode': args.fail, 'slow_delay': cfg['slow_delay']}
 
 
-def unforce(conn, svc, host, timeout=90):
+def unforce(conn, svc, host, timeout=240):
     """Lift forced_down. Nova refuses it while evacuation migrations from the host are still 'done': the
-    host's restarted compute marks them 'completed' within seconds, so retry until then."""
+    host's restarted compute marks them 'completed' within seconds, so retry until then. An instance whose lost
+    evacuation nova_evacuate repeated has two evacuation migrations, and a compute start completes one per
+    instance: the second start (the restart below) can take a minute or more on a busy machine."""
     import openstack.exceptions
     started = time.monotonic()
     restarted = []

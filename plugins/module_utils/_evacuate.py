@@ -36,12 +36,18 @@ the other nova modules. What Nova does, and what this code does about it (Nova 3
   instance 'rebuilding' on the failed host for ever, and nothing in Nova times it out. Such a move is declared
   lost after lost_evacuation_timeout seconds 'accepted' (seen by this run), and only when a fresh read still shows
   it lost: the migration the newest and still 'accepted', the instance still on the failed host in task state
-  'rebuilding' (or none, after an operator's reset), the failed host still down or forced down. Its state is then
-  reset (os-resetState active: vm_state active, task state none - the evacuate API accepts only task state none)
-  and it is evacuated again, as a retry; an instance that was stopped is stopped again when it arrives running.
-  What is left: the lost migration stays 'accepted' (Nova has no API to close it; the conductor's lookup of the
-  instance's 'accepted' migration may even take the old one for the new evacuation, which then carries it, and
-  leave the new one 'accepted'); the source compute marks one of them 'completed' each time it starts. A
+  'rebuilding' (or none, after an operator's reset), the failed host still down or forced down. It is then
+  evacuated again, as a retry, with no state reset: the evacuate API's state check lets any task state through
+  (check_instance_state(task_state=None) checks none) and the rebuild only expects 'rebuilding', which the new
+  request sets again; vm_state is kept, so a stopped instance arrives stopped. (os-resetState would set vm_state
+  active or error and task state none: a stopped instance would then arrive running, and be started for
+  nothing before it is stopped again.)
+  What is left: one migration stays 'accepted' for ever - Nova has no API to close it, and the conductor takes
+  the instance's first 'accepted' migration (Migration.get_by_instance_and_status, no order: the lost one) for the
+  new evacuation, which then carries it to 'done' and leaves the new one 'accepted' (seen in the lab every time).
+  The source compute marks one evacuation per instance 'completed' each time it starts (a dict by instance); in
+  the lab its first start took the 'accepted' one and left the 'done' one, so Nova refused forced_down=false
+  until the compute started a second time: restoring such a host takes two starts of its nova-compute. A
   destination the lost move had claimed keeps that claim in Placement (Nova's heal skips it). The safety rests on
   the timeout: a message that was only slow, delivered after the retry started, passes the destination's
   expected_task_state check ('rebuilding' again) and would rebuild the instance a second time - so the timeout
@@ -64,6 +70,7 @@ from ansible_collections.openstack_ha.recovery.plugins.module_utils._nova import
     EVACUABLE_SOURCES,
     RESOURCES,
     TRANSPORT_ERRORS,
+    PLACEMENT_MICROVERSION,
     NovaError,
     _api,
     _error_detail,
@@ -112,7 +119,7 @@ LOCK_PATTERN = re.compile(r'^' + re.escape(LOCK_PREFIX) + r'(?P<host>.+), was (?
 
 POLL_INTERVAL = 1.0
 # lost_evacuation_timeout: its default, and the least value other than 0 (never) - less than Nova's own
-# rpc_response_timeout (60 s) could reset an evacuation that its conductor or scheduler is still working on.
+# rpc_response_timeout (60 s) could repeat an evacuation that its conductor or scheduler is still working on.
 LOST_EVACUATION_TIMEOUT = 120
 LOST_EVACUATION_TIMEOUT_MIN = 30
 # While its migration is under way, an instance's server record is read only this often (seconds).
@@ -924,17 +931,30 @@ def _lost_candidate(raw, host, newest, migration_id=None):
             _host_of(raw) == host and _task_state(raw) in ('rebuilding', None))
 
 
-def _lost_entry(migration, raw, seconds, action):
+def _lost_entry(migration, raw, seconds, action, allocated_on=None):
     return dict(migration_id=migration['id'], created_at=migration['created_at'],
                 dest_compute=migration['dest_compute'], status=raw.get('status'), task_state=_task_state(raw),
-                accepted_seconds=None if seconds is None else round(seconds, 1), action=action, left_accepted=[])
+                accepted_seconds=None if seconds is None else round(seconds, 1), action=action, left_accepted=[],
+                allocated_on=allocated_on)
+
+
+def allocation_hosts(conn, server_id):
+    """The hosts whose compute nodes hold Placement allocations of the instance (provider uuids when no host is
+    known for one), sorted; None when Placement cannot tell - only reported, so never a failure."""
+    try:
+        allocations = _api(conn, 'placement', 'get', '/allocations/%s' % quote(str(server_id)),
+                           'read the Placement allocations of server %s' % server_id,
+                           PLACEMENT_MICROVERSION).get('allocations') or {}
+        hosts = dict((node, host) for host, nodes in hypervisor_nodes(conn).items() for node in nodes)
+    except RecoveryError:
+        return None
+    return sorted(set(hosts.get(provider, provider) for provider in allocations))
 
 
 def _recover_lost(run, record, migration, seconds, deadline):
     """Decide on an evacuation 'accepted' for lost_evacuation_timeout: when fresh reads prove it lost (see
-    _lost_candidate, and the failed host still down or forced down) and another attempt is allowed, reset the
-    instance's state (unless nothing has a task state) and return the reason of the retry; None when it is not
-    lost. Raises _AttemptFailed when it is lost but no attempt is left (the instance is left as it is)."""
+    _lost_candidate, and the failed host still down or forced down) and another attempt is allowed, record it
+    and return the reason of the retry; None when it is not lost. Raises _AttemptFailed when it is lost but no attempt is left (the instance is left as it is)."""
     raw = get_server(run.conn, record['id'])
     if raw is None:
         raise _AttemptFailed('deleted while it was being evacuated', False)
@@ -943,23 +963,19 @@ def _recover_lost(run, record, migration, seconds, deadline):
         return None
     service = get_compute_service(run.conn, run.host)
     if not (service['forced_down'] or service['state'] == 'down'):
-        return None  # the failed host is back: its compute may finish or clean up the move, never reset it
-    task_state = _task_state(raw)
+        return None  # the failed host is back: its compute may finish or clean up the move, never repeat it
     reason = ('its evacuation was lost: migration %s accepted for %d s (lost_evacuation_timeout=%d) and no '
               'destination compute took it; still %s on %s, task state %s'
-              % (migration['id'], seconds, run.lost_timeout, raw.get('status'), run.host, task_state or 'none'))
+              % (migration['id'], seconds, run.lost_timeout, raw.get('status'), run.host, _task_state(raw) or 'none'))
     try:
         _give_up_or_retry(run, record, reason, deadline, True)
     except _AttemptFailed as exc:
-        raise _AttemptFailed('%s; left as it is: run again to reset its state and evacuate it again' % exc.reason,
-                             False)
-    entry = _lost_entry(migration, raw, seconds, 'reset and evacuated again' if task_state else 'evacuated again')
-    if task_state:
-        server_action(run.conn, record['id'], {'os-resetState': {'state': 'active'}}, run.servers_microversion,
-                      'reset the state of server %s (%s), whose evacuation was lost' % (record['name'], record['id']))
-        run.note_change()
-    record['lost_evacuations'].append(entry)
-    return reason + ('; state reset to active' if task_state else '') + ', evacuating it again'
+        raise _AttemptFailed('%s; left as it is: run again to evacuate it again' % exc.reason, False)
+    # the source's allocation, and a destination's when the scheduler had claimed one before the move was lost:
+    # Nova leaves that claim there (its periodic task only warns) - named here for whoever cleans up
+    allocated_on = allocation_hosts(run.conn, record['id'])
+    record['lost_evacuations'].append(_lost_entry(migration, raw, seconds, 'evacuated again', allocated_on))
+    return reason + '; evacuating it again'
 
 
 def _after_lost(run, record):
@@ -968,7 +984,7 @@ def _after_lost(run, record):
         return
     left = [m['id'] for m in instance_evacuations(run.conn, record['id']) if m['status'] == 'accepted']
     record['lost_evacuations'][-1]['left_accepted'] = left
-    note = ('its evacuation was lost (migration %s accepted, never taken by a compute): state reset and evacuated '
+    note = ('its evacuation was lost (migration %s accepted, never taken by a compute) and it was evacuated '
             'again; Nova keeps %s accepted' % (', '.join(e['migration_id'] for e in record['lost_evacuations']),
                                               ', '.join(left) or 'none'))
     record['reason'] = '%s; %s' % (record['reason'], note) if record['reason'] else note
@@ -977,7 +993,7 @@ def _after_lost(run, record):
 def _suspect_lost(conn, host, records, lost_timeout, now):
     """Check mode: note in the records of the instances waited for whose evacuation may be lost what a run would
     do. A run measures the time 'accepted' itself; here the migration's age (created_at, on this machine's UTC
-    clock) tells whether a run would reset it at once. Returns whether one would be reset at once."""
+    clock) tells whether a run would evacuate it again at once. Returns whether one would."""
     at_once = False
     for record in records:
         if record['action'] != 'wait' or record['to'] is not None or not lost_timeout:
@@ -989,13 +1005,13 @@ def _suspect_lost(conn, host, records, lost_timeout, now):
         migration = migrations[0]
         created = parse_time(migration['created_at'])
         age = (now - created).total_seconds() if created else None
-        what = 'reset its state and evacuate it again' if _task_state(raw) else 'evacuate it again'
         if age is not None and age >= lost_timeout:
             at_once = True
-            action = 'would %s after watching it accepted for lost_evacuation_timeout=%d s' % (what, lost_timeout)
+            action = ('would evacuate it again after watching it accepted for lost_evacuation_timeout=%d s'
+                      % lost_timeout)
         else:
-            action = 'would wait for it, and %s if it stays accepted for lost_evacuation_timeout=%d s' % (
-                what, lost_timeout)
+            action = ('would wait for it, and evacuate it again if it stays accepted for lost_evacuation_timeout=%d s'
+                      % lost_timeout)
         record['lost_evacuations'].append(_lost_entry(migration, raw, age, action))
         record['reason'] = '%s; migration %s is accepted since %s: %s' % (
             record['reason'], migration['id'], migration['created_at'], action)
@@ -1214,8 +1230,8 @@ def _check_options(options, concurrency, retries, timeout, capacity_policy, targ
 def _check_lost_timeout(value):
     if value != 0 and value < LOST_EVACUATION_TIMEOUT_MIN:
         raise EvacuationError('lost_evacuation_timeout must be 0 (never declare an evacuation lost) or at least %d '
-                              'seconds, not %d: a shorter wait could reset an evacuation that nova-conductor or '
-                              'the scheduler is still working on, and the instance would be rebuilt twice'
+                              'seconds, not %d: a shorter wait could repeat an evacuation that nova-conductor '
+                              'or the scheduler is still working on, and the instance would be rebuilt twice'
                               % (LOST_EVACUATION_TIMEOUT_MIN, value))
 
 

@@ -158,15 +158,16 @@ options:
     description:
       - Seconds an evacuation may stay C(accepted) before it is declared lost, counted by this run from when it
         first sees it so; V(0) never declares one lost (the instance is only waited for, until O(timeout)).
-      - Nova loses an evacuation when nova-conductor stops or RabbitMQ restarts while it holds the request: the
+      - Nova loses an evacuation when nova-conductor stops or RabbitMQ restarts while it holds the request; the
         migration stays C(accepted) and the instance in task state C(rebuilding) on the failed host for ever. A
         lost one is recovered only when fresh reads still show it so (the instance on the failed host, in task
         state C(rebuilding) or none, its newest migration C(accepted)) and the failed host is still down or
-        forced down: its state is reset to active (os-resetState), and it is evacuated again as a retry (counted
-        in O(retries), within O(timeout)); one that was stopped is stopped again when it arrives. A rerun does
+        forced down; then it is evacuated again as a retry (counted in O(retries), within O(timeout)). Nova
+        accepts the evacuation of an instance in task state C(rebuilding), so its state is not reset and a stopped
+        instance arrives stopped. A rerun does
         the same for such an instance left by an earlier run. Reported in RV(instances[].lost_evacuations).
       - Keep it above the time the cloud's nova-conductor and scheduler may take to pass an evacuation on to
-        a compute (their rpc_response_timeout, 60 s by default): an evacuation that was only slow and still
+        a compute (their rpc_response_timeout, 60 s by default); an evacuation that was only slow and still
         arrives after the retry started would rebuild the instance a second time. At least 30.
     type: int
     default: 120
@@ -462,8 +463,9 @@ instances:
         - The evacuations of it declared lost (see O(lost_evacuation_timeout)), oldest first, each with
           C(migration_id), C(created_at), C(dest_compute) (the host named, or null), C(status) and C(task_state)
           (of the instance then), C(accepted_seconds) (how long this run saw it accepted; in check mode its age),
-          C(action) (V(reset and evacuated again), V(evacuated again) when it had no task state any more, or what
-          check mode would do) and C(left_accepted) (the ids of its evacuation migrations Nova still holds
+          C(action) (V(evacuated again), or what check mode would do), C(allocated_on) (the hosts holding
+          its Placement allocations then - the failed host, plus a destination the lost move had claimed, which
+          Nova leaves allocated; null when Placement could not tell, or in check mode) and C(left_accepted) (the ids of its evacuation migrations Nova still holds
           C(accepted) once it arrived - Nova never closes them; its source compute marks them completed when it
           starts again). Empty when none.
       type: list
