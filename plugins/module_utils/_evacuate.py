@@ -954,7 +954,8 @@ def allocation_hosts(conn, server_id):
 def _recover_lost(run, record, migration, seconds, deadline):
     """Decide on an evacuation 'accepted' for lost_evacuation_timeout: when fresh reads prove it lost (see
     _lost_candidate, and the failed host still down or forced down) and another attempt is allowed, record it
-    and return the reason of the retry; None when it is not lost. Raises _AttemptFailed when it is lost but no attempt is left (the instance is left as it is)."""
+    and return the reason of the retry; None when it is not lost. Raises _AttemptFailed when it is lost but no
+    attempt is left (the instance is left as it is)."""
     raw = get_server(run.conn, record['id'])
     if raw is None:
         raise _AttemptFailed('deleted while it was being evacuated', False)

@@ -166,6 +166,9 @@ options:
         accepts the evacuation of an instance in task state C(rebuilding), so its state is not reset and a stopped
         instance arrives stopped. A rerun does
         the same for such an instance left by an earlier run. Reported in RV(instances[].lost_evacuations).
+      - Nova never closes the lost evacuation's migration record. Its nova-compute completes one evacuation record
+        per instance each time it starts, and Nova keeps its service forced down while one is V(done), so
+        restoring the failed host later may take a second start of its nova-compute.
       - Keep it above the time the cloud's nova-conductor and scheduler may take to pass an evacuation on to
         a compute (their rpc_response_timeout, 60 s by default); an evacuation that was only slow and still
         arrives after the retry started would rebuild the instance a second time. At least 30.
@@ -465,9 +468,9 @@ instances:
           (of the instance then), C(accepted_seconds) (how long this run saw it accepted; in check mode its age),
           C(action) (V(evacuated again), or what check mode would do), C(allocated_on) (the hosts holding
           its Placement allocations then - the failed host, plus a destination the lost move had claimed, which
-          Nova leaves allocated; null when Placement could not tell, or in check mode) and C(left_accepted) (the ids of its evacuation migrations Nova still holds
-          C(accepted) once it arrived - Nova never closes them; its source compute marks them completed when it
-          starts again). Empty when none.
+          Nova leaves allocated; null when Placement could not tell, or in check mode) and C(left_accepted)
+          (the ids of its evacuation migrations Nova still holds C(accepted) once it arrived - Nova never closes
+          them; its source compute marks them completed when it starts again). Empty when none.
       type: list
       elements: dict
     lock:
