@@ -21,7 +21,8 @@ SLOW = dict(host_failover_concurrency=2)
 # (Seen before that: 2 of 6 instances stuck after a conductor restart, 1 of 6 after a RabbitMQ restart.)
 @pytest.mark.parametrize('service', ['nova-conductor', 'rabbitmq'])
 def test_service_restarted_mid_evacuation(scenario, service):
-    scenario.prepare('compute1', servers=6, stopped=1)
+    # the stopped one first: it is among the evacuations in flight when the service restarts
+    scenario.prepare('compute1', servers=6, stopped=1, stopped_first=True)
     # 30 s (the least allowed) keeps the scenario short; the lab's services take seconds, never that long
     thread, ended = scenario.failover_in_background(host_failover_instance_timeout=240,
                                                     host_failover_lost_evacuation_timeout=30, **SLOW)
@@ -39,6 +40,11 @@ def test_service_restarted_mid_evacuation(scenario, service):
     for record in lost:
         assert record['outcome'] == 'moved' and record['attempts'] >= 1, record
         assert 'its evacuation was lost' in record['reason'], record
+        # evacuated again without a state reset: a stopped instance arrives stopped, never started on the way
+        actions = scenario.conn.compute.get('/servers/%s/os-instance-actions' % record['id']).json()
+        names = [a['action'] for a in actions['instanceActions']]
+        assert 'resetState' not in names and (record['status_before'] != 'SHUTOFF' or 'start' not in names), names
+        print('  %s (%s): actions %s' % (record['name'], record['status_before'], names))
 
 
 def test_target_compute_crashes_while_instances_land_on_it(scenario):
