@@ -985,9 +985,9 @@ def _after_lost(run, record):
         return
     left = [m['id'] for m in instance_evacuations(run.conn, record['id']) if m['status'] == 'accepted']
     record['lost_evacuations'][-1]['left_accepted'] = left
+    lost = ', '.join(e['migration_id'] for e in record['lost_evacuations'])
     note = ('its evacuation was lost (migration %s accepted, never taken by a compute) and it was evacuated '
-            'again; Nova keeps %s accepted' % (', '.join(e['migration_id'] for e in record['lost_evacuations']),
-                                              ', '.join(left) or 'none'))
+            'again; Nova keeps %s accepted' % (lost, ', '.join(left) or 'none'))
     record['reason'] = '%s; %s' % (record['reason'], note) if record['reason'] else note
 
 

@@ -1648,7 +1648,6 @@ def test_an_inventory_without_max_unit_counts_its_total():
     assert result['capacity']['hosts'][0]['max_unit'] == dict(vcpus=16, memory_mb=32768, disk_gb=100)
 
 
-
 # ---------------------------------------------------------------------------------------------------------
 # lost evacuations (a restarted nova-conductor or RabbitMQ drops the request: 'accepted' and 'rebuilding' for ever)
 
