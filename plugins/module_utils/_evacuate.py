@@ -598,6 +598,17 @@ class _Run:
         self.migrations = []
         self.migrations_read = 0   # how many times the list was read: a generation number
         self.migrations_time = None
+        self.services_lock = threading.Lock()
+        self.services = []
+        self.services_time = None
+
+    def compute_services(self):
+        """The compute services, read at most once per poll interval for every worker."""
+        with self.services_lock:
+            if self.services_time is None or self.clock() - self.services_time >= self.poll_interval:
+                self.services = compute_services(self.conn)
+                self.services_time = self.clock()
+            return self.services
 
     def note_change(self):
         with self.lock:
@@ -775,6 +786,8 @@ def _evacuate_with_retries(run, record, migrations, deadline):
                     tried.append(target)
                 _give_up_or_retry(run, record, entry['error'], deadline, True)
                 continue
+        if len(record['history']) > 1:
+            _wait_for_target(run, record, target, record['history'][-2]['error'], deadline)
         body = {'evacuate': {'host': target} if target else {}}
         what = 'evacuate server %s (%s) from %s%s' % (record['name'], record['id'], run.host,
                                                       ' to %s' % target if target else '')
@@ -805,6 +818,23 @@ def _evacuate_with_retries(run, record, migrations, deadline):
                     tried.append(host)
             _give_up_or_retry(run, record, exc.reason, deadline, exc.retryable)
             migrations = instance_evacuations(run.conn, record['id'])
+
+
+def _wait_for_target(run, record, target, reason, deadline):
+    """Before a retry: wait until Nova sees a host to take the instance up - the target, or for the scheduler any
+    other enabled host. Computes report through nova-conductor: after a conductor or RabbitMQ restart Nova sees
+    every host down for a while, its scheduler finds no host, and a retry sent then is an attempt lost (seen in the
+    lab: three NoValidHost in four seconds). Raises _AttemptFailed when the time is up first."""
+    while True:
+        up = [s['host'] for s in run.compute_services() if s['host'] != run.host and s['state'] == 'up'
+              and not s['forced_down'] and (s['enabled'] or s['host'] == target)]
+        if (target in up) if target else up:
+            return
+        if run.clock() >= deadline or run.abort_reason:
+            raise _AttemptFailed('%s (no retry: Nova saw %s down until %s)' % (
+                reason, target or 'every other enabled host', 'the timeout' if not run.abort_reason
+                else run.abort_reason), False)
+        run.sleep(run.poll_interval)
 
 
 def _give_up_or_retry(run, record, reason, deadline, retryable):

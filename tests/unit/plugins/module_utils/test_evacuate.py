@@ -1870,3 +1870,58 @@ def test_lost_evacuation_timeout_is_zero_or_at_least_30(value):
     assert error.msg.startswith('lost_evacuation_timeout must be 0 (never declare an evacuation lost) or at least 30 '
                                 'seconds, not %d' % value)
     assert cloud.sent('compute', 'POST') == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# a retry waits for a host Nova sees up (computes report through nova-conductor: after its restart every host
+# looks down for a while, and the scheduler finds no host)
+
+
+def _hosts_down_after_the_first_evacuation(cloud, until, hosts=('compute2', 'compute3')):
+    """From the first evacuation request on, Nova sees `hosts` down - until the cloud's clock reaches `until`."""
+    original_evacuate, original_advance = cloud._evacuate, cloud._advance
+    sent = []
+
+    def evacuate(server, body, microversion):
+        if not sent:
+            for host in hosts:
+                cloud.service(host)['state'] = 'down'
+        sent.append(cloud.clock())
+        return original_evacuate(server, body, microversion)
+
+    def advance():
+        if until is not None and cloud.clock() >= until:
+            for host in hosts:
+                cloud.service(host)['state'] = 'up'
+        original_advance()
+    cloud._evacuate, cloud._advance = evacuate, advance
+    return sent
+
+
+def test_a_retry_waits_until_nova_sees_a_host_up():
+    cloud = _lost_cloud()
+    sent = _hosts_down_after_the_first_evacuation(cloud, cloud.clock() + 30)
+    record = evacuate(cloud)['instances'][0]
+    # the first attempt finds no host (the fake's scheduler sees them down too); the retry waits for one
+    assert (record['outcome'], record['attempts']) == ('moved', 2)
+    assert record['history'][0]['error'].startswith('the evacuation found no host')
+    assert len(sent) == 2 and sent[1] - sent[0] >= 28
+
+
+def test_a_retry_with_no_host_up_until_the_timeout_is_not_sent():
+    cloud = _lost_cloud()
+    _hosts_down_after_the_first_evacuation(cloud, None)
+    record = by_name(failing(cloud, timeout=60).facts)['vm-0']
+    assert record['attempts'] == 2 and len(cloud.evacuations()) == 1
+    assert record['reason'].startswith('the evacuation found no host')
+    # the retry names the first candidate the scheduler did not fail on: compute2
+    assert record['reason'].endswith('(no retry: Nova saw compute2 down until the timeout)')
+
+
+def test_a_retry_to_a_named_host_waits_for_that_host():
+    cloud = _lost_cloud()
+    cloud.script(cloud.server('vm-0'), 'failed', 'ok')
+    _hosts_down_after_the_first_evacuation(cloud, None, hosts=('compute3',))
+    record = by_name(failing(cloud, timeout=60, target_hosts=['compute2', 'compute3']).facts)['vm-0']
+    assert cloud.evacuations() == [('vm-0', 'compute2')]
+    assert record['reason'].endswith('(no retry: Nova saw compute3 down until the timeout)')
