@@ -22,6 +22,9 @@ the other nova modules. What Nova does, and what this code does about it (Nova 3
   (migration 'failed'). The instance stays on the failed host, in ERROR (or in its former state when only the
   destination's resource claim failed), with no task state. Nova evacuates instances in ERROR, so a retry
   evacuates it again at once: no state reset is needed, and none is made.
+- Computes report their state through nova-conductor: after a restart of it (or of RabbitMQ) Nova sees every
+  host down for up to a minute, and the scheduler's ComputeFilter then finds no host (migration 'error' within a
+  second; seen in the lab). So a retry first waits until Nova sees a host to take the instance up.
 - The instance's host changes to the destination only at the very end of a successful evacuation, right before
   the migration turns 'done' (the source compute turns it 'completed' when it starts again).
 - Locking does not stop an admin's evacuation (the API's lock check lets admins through), so each instance is

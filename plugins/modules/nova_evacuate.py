@@ -177,6 +177,9 @@ options:
   retries:
     description:
       - How many more times an instance whose evacuation failed is evacuated again, each time on another host.
+      - A retry is sent once Nova sees a host to take the instance up (the one it names, or for the scheduler any
+        other enabled host), within O(timeout). Computes report through nova-conductor, so after a restart of
+        it or of RabbitMQ Nova sees every host down for a while, and an evacuation then finds no host.
     type: int
     default: 2
   target_hosts:
