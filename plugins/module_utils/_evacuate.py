@@ -47,7 +47,7 @@ the other nova modules. What Nova does, and what this code does about it (Nova 3
   nothing before it is stopped again.)
   What is left: one migration stays 'accepted' for ever - Nova has no API to close it, and the conductor takes
   the instance's first 'accepted' migration (Migration.get_by_instance_and_status, no order: the lost one) for the
-  new evacuation, which then carries it to 'done' and leaves the new one 'accepted' (seen in the lab every time).
+  new evacuation, which then carries it to 'done' and leaves the new one 'accepted' (so for all 4 seen in the lab).
   The source compute marks one evacuation per instance 'completed' each time it starts (a dict by instance); in
   the lab its first start took the 'accepted' one and left the 'done' one, so Nova refused forced_down=false
   until the compute started a second time: restoring such a host takes two starts of its nova-compute. A
