@@ -39,7 +39,10 @@ the other nova modules. What Nova does, and what this code does about it (Nova 3
   instance 'rebuilding' on the failed host for ever, and nothing in Nova times it out. Such a move is declared
   lost after lost_evacuation_timeout seconds 'accepted' (seen by this run), and only when a fresh read still shows
   it lost: the migration the newest and still 'accepted', the instance still on the failed host in task state
-  'rebuilding' (or none, after an operator's reset), the failed host still down or forced down. It is then
+  'rebuilding' (or none, after an operator's reset), the failed host still down or forced down, and Placement
+  holding no destination for it (a destination claimed means the conductor handed the move to a compute, which may
+  still be at it, blocked on its own calls to the restarted conductor: in the lab such a compute went on after the
+  repeated evacuation had landed and rebuilt the instance a second time - with lost_evacuation_timeout=30). It is then
   evacuated again, as a retry, with no state reset: the evacuate API's state check lets any task state through
   (check_instance_state(task_state=None) checks none) and the rebuild only expects 'rebuilding', which the new
   request sets again; vm_state is kept, so a stopped instance arrives stopped. (os-resetState would set vm_state
@@ -998,6 +1001,13 @@ def _recover_lost(run, record, migration, seconds, deadline):
     service = get_compute_service(run.conn, run.host)
     if not (service['forced_down'] or service['state'] == 'down'):
         return None  # the failed host is back: its compute may finish or clean up the move, never repeat it
+    # a destination claimed in Placement: the conductor got past scheduling and handed the move to that compute,
+    # which may still be at it - blocked on its own calls to the restarted conductor (seen in the lab: it went on
+    # after the repeated evacuation had landed, and rebuilt the instance a second time). Only a move with no
+    # destination claimed (or when Placement cannot tell) is lost for sure: wait for the others.
+    allocated_on = allocation_hosts(run.conn, record['id'])
+    if allocated_on is None or [h for h in allocated_on if h != run.host]:
+        return None
     reason = ('its evacuation was lost: migration %s accepted for %d s (lost_evacuation_timeout=%d) and no '
               'destination compute took it; still %s on %s, task state %s'
               % (migration['id'], seconds, run.lost_timeout, raw.get('status'), run.host, _task_state(raw) or 'none'))
@@ -1005,9 +1015,6 @@ def _recover_lost(run, record, migration, seconds, deadline):
         _give_up_or_retry(run, record, reason, deadline, True)
     except _AttemptFailed as exc:
         raise _AttemptFailed('%s; left as it is: run again to evacuate it again' % exc.reason, False)
-    # the source's allocation, and a destination's when the scheduler had claimed one before the move was lost:
-    # Nova leaves that claim there (its periodic task only warns) - named here for whoever cleans up
-    allocated_on = allocation_hosts(run.conn, record['id'])
     record['lost_evacuations'].append(_lost_entry(migration, raw, seconds, 'evacuated again', allocated_on))
     return reason + '; evacuating it again'
 

@@ -161,10 +161,11 @@ options:
       - Nova loses an evacuation when nova-conductor stops or RabbitMQ restarts while it holds the request; the
         migration stays C(accepted) and the instance in task state C(rebuilding) on the failed host for ever. A
         lost one is recovered only when fresh reads still show it so (the instance on the failed host, in task
-        state C(rebuilding) or none, its newest migration C(accepted)) and the failed host is still down or
-        forced down; then it is evacuated again as a retry (counted in O(retries), within O(timeout)). Nova
-        accepts the evacuation of an instance in task state C(rebuilding), so its state is not reset and a stopped
-        instance arrives stopped. A rerun does
+        state C(rebuilding) or none, its newest migration C(accepted), Placement holding no destination for it -
+        a claimed one means a compute may still be at it) and the failed host is still down or forced down;
+        then it is evacuated again as a retry (counted in O(retries), within O(timeout)). Nova accepts the
+        evacuation of an instance in task state C(rebuilding), so its state is not reset and a stopped instance
+        arrives stopped. A rerun does
         the same for such an instance left by an earlier run. Reported in RV(instances[].lost_evacuations).
       - Nova never closes the lost evacuation's migration record. Its nova-compute completes one evacuation record
         per instance each time it starts, and Nova keeps its service forced down while one is V(done), so

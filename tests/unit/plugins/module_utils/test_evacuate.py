@@ -1728,22 +1728,29 @@ def test_the_retry_carried_by_the_lost_migration_counts_as_moved():
     cloud = _lost_cloud()
     cloud.conductor_takes_first_accepted = True
     cloud.script(cloud.server('vm-0'), 'stuck', 'ok')
-    cloud.claims[cloud.server('vm-0')['id']] = ['compute3']  # the scheduler had claimed compute3 before the loss
     record = evacuate(cloud, lost_evacuation_timeout=30)['instances'][0]
     lost, new = cloud.migrations[-1], cloud.migrations[0]
     assert (lost['status'], new['status']) == ('done', 'accepted')
     assert record['outcome'] == 'moved' and record['attempts'] == 2
     assert record['history'][1]['migration_id'] == lost['uuid']
     assert record['lost_evacuations'][0]['left_accepted'] == [new['uuid']]
-    assert record['lost_evacuations'][0]['allocated_on'] == ['compute1', 'compute3']
+    assert record['lost_evacuations'][0]['allocated_on'] == ['compute1']
 
 
-def test_a_lost_evacuation_is_recovered_when_placement_cannot_say_where_it_is_allocated():
+@pytest.mark.parametrize('placement', ['claimed', 'unknown'])
+def test_an_accepted_evacuation_with_a_destination_claimed_is_never_repeated(placement):
+    # the scheduler claimed compute3: the move may be in compute3's hands (blocked on a restarted conductor) -
+    # seen in the lab, where it went on after the repeated evacuation landed and rebuilt the instance twice
     cloud = _lost_cloud()
-    cloud.script(cloud.server('vm-0'), 'stuck', 'ok')
-    cloud.fail('placement', 'GET', r'^/allocations/', status=503)
-    record = evacuate(cloud, lost_evacuation_timeout=30)['instances'][0]
-    assert record['outcome'] == 'moved' and record['lost_evacuations'][0]['allocated_on'] is None
+    server = cloud.server('vm-0')
+    cloud.script(server, 'stuck', 'ok')
+    if placement == 'claimed':
+        cloud.claims[server['id']] = ['compute3']
+    else:
+        cloud.fail('placement', 'GET', r'^/allocations/', status=503)
+    record = by_name(failing(cloud, timeout=100, lost_evacuation_timeout=30).facts)['vm-0']
+    assert len(cloud.evacuations()) == 1 and record['lost_evacuations'] == []
+    assert record['reason'].startswith('not ACTIVE on another host within timeout=100s')
 
 
 def test_an_evacuation_accepted_within_the_lost_timeout_is_waited_for():
