@@ -1121,22 +1121,35 @@ def cmd_bmc(args):
     return {'host': args.host, 'fail_mode': args.fail, 'slow_delay': cfg['slow_delay']}
 
 
-def unforce(conn, svc, host, timeout=90):
+def unforce(conn, svc, host, timeout=240):
     """Lift forced_down. Nova refuses it while evacuation migrations from the host are still 'done': the
-    host's restarted compute marks them 'completed' within seconds, so retry until then."""
+    host's restarted compute marks them 'completed' within seconds, so retry until then. A compute start completes
+    one evacuation migration per instance, so an instance with two (nova_evacuate repeated its lost evacuation)
+    needs a second start; and a compute that started while its host's evacuations were still under way (the host
+    powered on mid-failover) never completes them either. So while Nova refuses, the compute is restarted - each
+    time only once the running one has reported to Nova after its start (its start-up clean-up is over), at most
+    three times."""
+    import datetime
     import openstack.exceptions
-    started = time.monotonic()
-    restarted = []
+    since = [datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)]
+    restarts = []
+
+    def reported_since_start():
+        # nova-compute reports only after init_host, whose _destroy_evacuated_instances is the clean-up
+        updated = getattr(compute_services(conn).get(host), 'updated_at', None)
+        if not updated:
+            return False
+        stamp = datetime.datetime.fromisoformat(str(updated).replace('Z', '').split('+')[0])
+        return stamp > since[0] + datetime.timedelta(seconds=2)
 
     def attempt():
         try:
             conn.compute.update_service_forced_down(svc, host, 'nova-compute', False)
         except openstack.exceptions.BadRequestException:
-            # A compute that started again while its host's evacuations were still under way (the host powered on
-            # mid-failover) never completes them: they stay 'done' until it starts once more, as after a reboot.
-            if not restarted and time.monotonic() - started > 20:
-                restarted.append(host)
+            if len(restarts) < 3 and reported_since_start():
+                restarts.append(host)
                 restart_compute(host)
+                since[0] = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
             return False
         return True
     wait_for('Nova to accept forced_down=false for %s (evacuations cleaned up)' % host, attempt, timeout,

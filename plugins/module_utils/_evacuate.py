@@ -23,11 +23,42 @@ the other nova modules. What Nova does, and what this code does about it (Nova 3
   (migration 'failed'). The instance stays on the failed host, in ERROR (or in its former state when only the
   destination's resource claim failed), with no task state. Nova evacuates instances in ERROR, so a retry
   evacuates it again at once: no state reset is needed, and none is made.
+- Computes report their state through nova-conductor: after a restart of it (or of RabbitMQ) Nova sees every
+  host down for up to a minute, and the scheduler's ComputeFilter then finds no host (migration 'error' within a
+  second; seen in the lab). So a retry first waits until Nova sees a host to take the instance up.
 - The instance's host changes to the destination only at the very end of a successful evacuation, right before
   the migration turns 'done' (the source compute turns it 'completed' when it starts again).
 - Locking does not stop an admin's evacuation (the API's lock check lets admins through), so each instance is
   locked with a reason while it moves, to keep its owner away. The reason names the source host and the
   status before the move, so a later run (after a crash) knows its own locks and the status to restore.
+- A lost evacuation. The API sets task state 'rebuilding', creates the migration 'accepted' (dest_compute set only
+  when a host was named) and casts the request to nova-conductor; the conductor schedules (the scheduler claims
+  the destination in Placement, merged into the instance's allocations) and casts it to the destination compute,
+  whose resource claim is the first thing to change the migration: 'pre-migrating' with dest_compute (then 'done'
+  or 'failed'). oslo.messaging acknowledges a message before it runs it, so a conductor that stops (or a RabbitMQ
+  that restarts, dropping its non-durable queues) loses what it held: the migration stays 'accepted' and the
+  instance 'rebuilding' on the failed host for ever, and nothing in Nova times it out. Such a move is declared
+  lost after lost_evacuation_timeout seconds 'accepted' (seen by this run), and only when a fresh read still shows
+  it lost: the migration the newest and still 'accepted', the instance still on the failed host in task state
+  'rebuilding' (or none, after an operator's reset), the failed host still down or forced down, and Placement
+  holding no destination for it (a destination claimed means the conductor handed the move to a compute, which may
+  still be at it, blocked on its own calls to the restarted conductor: in the lab such a compute went on after the
+  repeated evacuation had landed and rebuilt the instance a second time - with lost_evacuation_timeout=30). It is then
+  evacuated again, as a retry, with no state reset: the evacuate API's state check lets any task state through
+  (check_instance_state(task_state=None) checks none) and the rebuild only expects 'rebuilding', which the new
+  request sets again; vm_state is kept, so a stopped instance arrives stopped. (os-resetState would set vm_state
+  active or error and task state none: a stopped instance would then arrive running, and be started for
+  nothing before it is stopped again.)
+  What is left: one migration stays 'accepted' for ever - Nova has no API to close it, and the conductor takes
+  the instance's first 'accepted' migration (Migration.get_by_instance_and_status, no order: the lost one) for the
+  new evacuation, which then carries it to 'done' and leaves the new one 'accepted' (so for all 4 seen in the lab).
+  The source compute marks one evacuation per instance 'completed' each time it starts (a dict by instance); in
+  the lab its first start took the 'accepted' one and left the 'done' one, so Nova refused forced_down=false
+  until the compute started a second time: restoring such a host takes two starts of its nova-compute. A
+  destination the lost move had claimed keeps that claim in Placement (Nova's heal skips it). The safety rests on
+  the timeout: a message that was only slow, delivered after the retry started, passes the destination's
+  expected_task_state check ('rebuilding' again) and would rebuild the instance a second time - so the timeout
+  must exceed what the cloud's conductor and scheduler may take (rpc_response_timeout, 60 s by default).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -47,6 +78,7 @@ from ansible_collections.openstack_ha.recovery.plugins.module_utils._nova import
     EVACUABLE_SOURCES,
     RESOURCES,
     TRANSPORT_ERRORS,
+    PLACEMENT_MICROVERSION,
     NovaError,
     _api,
     _error_detail,
@@ -58,7 +90,10 @@ from ansible_collections.openstack_ha.recovery.plugins.module_utils._nova import
     compute_services,
     evacuation_migrations,
     find_service,
+    get_compute_service,
     host_servers,
+    parse_time,
+    utc_now,
     hypervisor_nodes,
     image_properties,
     instance_record,
@@ -95,6 +130,10 @@ POLL_INTERVAL = 1.0
 # How long the plan's reads of an instance stand in for a new read right before its evacuation (seconds); see
 # _state_before_move. Instances of later priority groups, which wait for the earlier ones, are read again.
 PLAN_FRESH = 30.0
+# lost_evacuation_timeout: its default, and the least value other than 0 (never) - less than Nova's own
+# rpc_response_timeout (60 s) could repeat an evacuation that its conductor or scheduler is still working on.
+LOST_EVACUATION_TIMEOUT = 120
+LOST_EVACUATION_TIMEOUT_MIN = 30
 # While its migration is under way, an instance's server record is read only this often (seconds).
 SERVER_CHECK = 10.0
 
@@ -546,7 +585,7 @@ class _Run:
     evacuation migrations, read with one request for every worker at most once per poll interval."""
 
     def __init__(self, conn, host, microversion, timeout, retries, target_hosts, clock, sleep, poll_interval,
-                 started, pools=(), reserved_services=None, plan=None):
+                 started, pools=(), reserved_services=None, plan=None, lost_timeout=LOST_EVACUATION_TIMEOUT):
         self.conn = conn
         # what the plan read: dict(servers={id: raw}, newest={instance id: its newest migration id}, read_at=clock)
         self.plan = plan or dict(servers={}, newest={}, read_at=None)
@@ -555,6 +594,7 @@ class _Run:
         self.servers_microversion = compute_microversion(conn, 'servers')
         self.timeout = timeout
         self.retries = retries
+        self.lost_timeout = lost_timeout
         self.target_hosts = target_hosts
         self.pool_kinds = [kind for kind, dummy in pools] or ['scheduler']
         # reserved hosts by name -> their service as read before the run; those disabled are enabled on demand
@@ -574,6 +614,17 @@ class _Run:
         self.migrations = []
         self.migrations_read = 0   # how many times the list was read: a generation number
         self.migrations_time = None
+        self.services_lock = threading.Lock()
+        self.services = []
+        self.services_time = None
+
+    def compute_services(self):
+        """The compute services, read at most once per poll interval for every worker."""
+        with self.services_lock:
+            if self.services_time is None or self.clock() - self.services_time >= self.poll_interval:
+                self.services = compute_services(self.conn)
+                self.services_time = self.clock()
+            return self.services
 
     def note_change(self):
         with self.lock:
@@ -786,6 +837,8 @@ def _evacuate_with_retries(run, record, migrations, deadline):
                     tried.append(target)
                 _give_up_or_retry(run, record, entry['error'], deadline, True)
                 continue
+        if len(record['history']) > 1:
+            _wait_for_target(run, record, target, record['history'][-2]['error'], deadline)
         body = {'evacuate': {'host': target} if target else {}}
         what = 'evacuate server %s (%s) from %s%s' % (record['name'], record['id'], run.host,
                                                       ' to %s' % target if target else '')
@@ -818,6 +871,23 @@ def _evacuate_with_retries(run, record, migrations, deadline):
             migrations = instance_evacuations(run.conn, record['id'])
 
 
+def _wait_for_target(run, record, target, reason, deadline):
+    """Before a retry: wait until Nova sees a host to take the instance up - the target, or for the scheduler any
+    other enabled host. Computes report through nova-conductor: after a conductor or RabbitMQ restart Nova sees
+    every host down for a while, its scheduler finds no host, and a retry sent then is an attempt lost (seen in the
+    lab: three NoValidHost in four seconds). Raises _AttemptFailed when the time is up first."""
+    while True:
+        up = [s['host'] for s in run.compute_services() if s['host'] != run.host and s['state'] == 'up'
+              and not s['forced_down'] and (s['enabled'] or s['host'] == target)]
+        if (target in up) if target else up:
+            return
+        if run.clock() >= deadline or run.abort_reason:
+            raise _AttemptFailed('%s (no retry: Nova saw %s down until %s)' % (
+                reason, target or 'every other enabled host', 'the timeout' if not run.abort_reason
+                else run.abort_reason), False)
+        run.sleep(run.poll_interval)
+
+
 def _give_up_or_retry(run, record, reason, deadline, retryable):
     """Raise the final _AttemptFailed unless another attempt is allowed."""
     if not retryable:
@@ -846,11 +916,19 @@ def _wait_for(run, record, known, deadline, entry=None, adopted=False):
     generation = run.generation() if known is not None else 0
     power_sent = False
     server_read = None
+    accepted_since = {}  # migration id -> when this wait first saw it 'accepted'
     while True:
-        mine = [m for m in run.host_migrations(generation) if m['instance_uuid'] == record['id']
-                and (known is None or m['id'] not in known)]
-        migration = mine[0] if mine else None
+        listed = run.host_migrations(generation)
+        mine = [m for m in listed if m['instance_uuid'] == record['id'] and (known is None or m['id'] not in known)]
+        migration = _carrier(record, listed, mine[0] if mine else None)
         mstatus = migration['status'] if migration else None
+        if mstatus == 'accepted' and run.lost_timeout:
+            since = accepted_since.setdefault(migration['id'], run.clock())
+            if run.clock() - since >= run.lost_timeout:
+                lost = _recover_lost(run, record, migration, run.clock() - since, deadline)
+                if lost:
+                    raise _AttemptFailed(lost, True)
+                accepted_since[migration['id']] = since + SERVER_CHECK  # not lost: look again later
         if entry is not None and migration:
             entry.update(dest=migration['dest_compute'], migration_id=migration['id'], migration_status=mstatus)
         moving = migration is not None and mstatus not in MOVED_MIGRATION_STATES + FAILED_MIGRATION_STATES
@@ -863,6 +941,7 @@ def _wait_for(run, record, known, deadline, entry=None, adopted=False):
             record['status_after'] = status
             if task_state is None:
                 if _arrived(run, record, raw, migration, adopted, power_sent):
+                    _after_lost(run, record)
                     return
                 power_sent = power_sent or record['power_action'] is not None
         if run.clock() >= deadline:
@@ -910,6 +989,119 @@ def _power(run, record, status):
                   '%s server %s (%s), evacuated %s' % (action[3:], record['name'], record['id'], status))
     run.note_change()
     record['power_action'] = action[3:]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# lost evacuations (see the module docstring)
+
+
+def _carrier(record, listed, migration):
+    """The migration that carries the instance's move: `migration`, unless it is still 'accepted' (or missing) and a
+    migration of an evacuation declared lost has moved on since - Nova's conductor takes the instance's first
+    'accepted' migration for the new evacuation, which is the lost one."""
+    if not record['lost_evacuations'] or (migration is not None and migration['status'] != 'accepted'):
+        return migration
+    lost = set(entry['migration_id'] for entry in record['lost_evacuations'])
+    return next((m for m in listed if m['id'] in lost and m['status'] != 'accepted'), migration)
+
+
+def _lost_candidate(raw, host, newest, migration_id=None):
+    """Whether the instance looks like a lost evacuation now: its newest evacuation migration (the one followed,
+    when migration_id is given) 'accepted', the instance still on `host` with task state rebuilding or none."""
+    return (newest is not None and newest['status'] == 'accepted' and migration_id in (None, newest['id']) and
+            _host_of(raw) == host and _task_state(raw) in ('rebuilding', None))
+
+
+def _lost_entry(migration, raw, seconds, action, allocated_on=None):
+    return dict(migration_id=migration['id'], created_at=migration['created_at'],
+                dest_compute=migration['dest_compute'], status=raw.get('status'), task_state=_task_state(raw),
+                accepted_seconds=None if seconds is None else round(seconds, 1), action=action, left_accepted=[],
+                allocated_on=allocated_on)
+
+
+def allocation_hosts(conn, server_id):
+    """The hosts whose compute nodes hold Placement allocations of the instance (provider uuids when no host is
+    known for one), sorted; None when Placement cannot tell - only reported, so never a failure."""
+    try:
+        allocations = _api(conn, 'placement', 'get', '/allocations/%s' % quote(str(server_id)),
+                           'read the Placement allocations of server %s' % server_id,
+                           PLACEMENT_MICROVERSION).get('allocations') or {}
+        hosts = dict((node, host) for host, nodes in hypervisor_nodes(conn).items() for node in nodes)
+    except RecoveryError:
+        return None
+    return sorted(set(hosts.get(provider, provider) for provider in allocations))
+
+
+def _recover_lost(run, record, migration, seconds, deadline):
+    """Decide on an evacuation 'accepted' for lost_evacuation_timeout: when fresh reads prove it lost (see
+    _lost_candidate, and the failed host still down or forced down) and another attempt is allowed, record it
+    and return the reason of the retry; None when it is not lost. Raises _AttemptFailed when it is lost but no
+    attempt is left (the instance is left as it is)."""
+    raw = get_server(run.conn, record['id'])
+    if raw is None:
+        raise _AttemptFailed('deleted while it was being evacuated', False)
+    migrations = instance_evacuations(run.conn, record['id'])
+    if not _lost_candidate(raw, run.host, migrations[0] if migrations else None, migration['id']):
+        return None
+    service = get_compute_service(run.conn, run.host)
+    if not (service['forced_down'] or service['state'] == 'down'):
+        return None  # the failed host is back: its compute may finish or clean up the move, never repeat it
+    # a destination claimed in Placement: the conductor got past scheduling and handed the move to that compute,
+    # which may still be at it - blocked on its own calls to the restarted conductor (seen in the lab: it went on
+    # after the repeated evacuation had landed, and rebuilt the instance a second time). Only a move with no
+    # destination claimed (or when Placement cannot tell) is lost for sure: wait for the others.
+    allocated_on = allocation_hosts(run.conn, record['id'])
+    if allocated_on is None or [h for h in allocated_on if h != run.host]:
+        return None
+    reason = ('its evacuation was lost: migration %s accepted for %d s (lost_evacuation_timeout=%d) and no '
+              'destination compute took it; still %s on %s, task state %s'
+              % (migration['id'], seconds, run.lost_timeout, raw.get('status'), run.host, _task_state(raw) or 'none'))
+    try:
+        _give_up_or_retry(run, record, reason, deadline, True)
+    except _AttemptFailed as exc:
+        raise _AttemptFailed('%s; left as it is: run again to evacuate it again' % exc.reason, False)
+    record['lost_evacuations'].append(_lost_entry(migration, raw, seconds, 'evacuated again', allocated_on))
+    return reason + '; evacuating it again'
+
+
+def _after_lost(run, record):
+    """Once an instance arrived after a lost evacuation: name the evacuation migrations Nova leaves 'accepted'."""
+    if not record['lost_evacuations']:
+        return
+    left = [m['id'] for m in instance_evacuations(run.conn, record['id']) if m['status'] == 'accepted']
+    record['lost_evacuations'][-1]['left_accepted'] = left
+    lost = ', '.join(e['migration_id'] for e in record['lost_evacuations'])
+    note = ('its evacuation was lost (migration %s accepted, never taken by a compute) and it was evacuated '
+            'again; Nova keeps %s accepted' % (lost, ', '.join(left) or 'none'))
+    record['reason'] = '%s; %s' % (record['reason'], note) if record['reason'] else note
+
+
+def _suspect_lost(conn, host, records, lost_timeout, now):
+    """Check mode: note in the records of the instances waited for whose evacuation may be lost what a run would
+    do. A run measures the time 'accepted' itself; here the migration's age (created_at, on this machine's UTC
+    clock) tells whether a run would evacuate it again at once. Returns whether one would."""
+    at_once = False
+    for record in records:
+        if record['action'] != 'wait' or record['to'] is not None or not lost_timeout:
+            continue
+        raw = get_server(conn, record['id'])
+        migrations = instance_evacuations(conn, record['id']) if raw else []
+        if raw is None or not _lost_candidate(raw, host, migrations[0] if migrations else None):
+            continue
+        migration = migrations[0]
+        created = parse_time(migration['created_at'])
+        age = (now - created).total_seconds() if created else None
+        if age is not None and age >= lost_timeout:
+            at_once = True
+            action = ('would evacuate it again after watching it accepted for lost_evacuation_timeout=%d s'
+                      % lost_timeout)
+        else:
+            action = ('would wait for it, and evacuate it again if it stays accepted for lost_evacuation_timeout=%d s'
+                      % lost_timeout)
+        record['lost_evacuations'].append(_lost_entry(migration, raw, age, action))
+        record['reason'] = '%s; migration %s is accepted since %s: %s' % (
+            record['reason'], migration['id'], migration['created_at'], action)
+    return at_once
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1040,9 +1232,10 @@ def _failure_message(host, records, totals):
 
 def evacuate_host(conn, host, capacity_policy='partial', concurrency=10, discover_reserved_hosts=True,
                   evacuable_default=True, evacuable_sources=EVACUABLE_SOURCES, evacuable_tag='evacuable', exclude=(),
-                  include=(), include_error=False, priority_tag='evacuation_priority', reserved_hosts=(), retries=2,
+                  include=(), include_error=False, lost_evacuation_timeout=LOST_EVACUATION_TIMEOUT,
+                  priority_tag='evacuation_priority', reserved_hosts=(), retries=2,
                   target_hosts=(), target_order='scheduler', target_spread=True, timeout=300, check_mode=False,
-                  clock=time.monotonic, sleep=time.sleep, poll_interval=None):
+                  clock=time.monotonic, sleep=time.sleep, poll_interval=None, now=utc_now):
     """nova_evacuate: evacuate the instances of a failed host, or (check_mode) plan it from real reads.
 
     Returns dict(changed, diff, warnings, and RESULT_KEYS). Raises EvacuationError with the same facts when it
@@ -1059,6 +1252,7 @@ def evacuate_host(conn, host, capacity_policy='partial', concurrency=10, discove
     run = None
     try:
         _check_options(options, concurrency, retries, timeout, capacity_policy, target_order, target_hosts)
+        _check_lost_timeout(lost_evacuation_timeout)
         warnings = []
         if reserved_hosts and target_order == 'scheduler':
             warnings.append('reserved_hosts (%s) are not used with target_order=scheduler: set target_order to '
@@ -1075,6 +1269,8 @@ def evacuate_host(conn, host, capacity_policy='partial', concurrency=10, discove
         reserved_services = dict((name, find_service(services, name)) for kind, names in pools if kind == 'reserved'
                                  for name in names)
         records, plan_warnings = _plan(conn, host, options, inputs)
+        for record in records:
+            record['lost_evacuations'] = []
         warnings += plan_warnings
         facts['instances'] = records
         groups = _groups(records)
@@ -1091,6 +1287,7 @@ def evacuate_host(conn, host, capacity_policy='partial', concurrency=10, discove
                     record['outcome'] = 'planned'
             changed = any(r['action'] == 'evacuate' or r['lock'] == 'earlier run' for r in records
                           if r['action'] != 'none')
+            changed = _suspect_lost(conn, host, records, lost_evacuation_timeout, now()) or changed
             facts['reserved_hosts_used'] = _reserved_used(records, reserved_services, None, True)
             return dict(facts, changed=changed, totals=_totals(records, None, started, clock), warnings=warnings,
                         diff=_diff(records))
@@ -1098,7 +1295,8 @@ def evacuate_host(conn, host, capacity_policy='partial', concurrency=10, discove
                    POLL_INTERVAL if poll_interval is None else poll_interval, started, pools, reserved_services,
                    plan=dict(servers=dict((raw['id'], raw) for raw in inputs['servers']), read_at=inputs_read_at,
                              newest=dict((uuid, m['id']) for uuid, m in
-                                         _newest_by_instance(inputs['migrations']).items())))
+                                         _newest_by_instance(inputs['migrations']).items())),
+                   lost_timeout=lost_evacuation_timeout)
         for group in groups:
             with ThreadPoolExecutor(max_workers=min(concurrency, len(group))) as pool:
                 list(pool.map(lambda record: move_instance(run, record), group))
@@ -1131,6 +1329,14 @@ def _check_options(options, concurrency, retries, timeout, capacity_policy, targ
         raise EvacuationError('target_hosts and target_order=%s exclude each other: target_hosts names the hosts '
                               'to use; leave target_order at scheduler with it, or list spare hosts in '
                               'reserved_hosts instead' % target_order)
+
+
+def _check_lost_timeout(value):
+    if value != 0 and value < LOST_EVACUATION_TIMEOUT_MIN:
+        raise EvacuationError('lost_evacuation_timeout must be 0 (never declare an evacuation lost) or at least %d '
+                              'seconds, not %d: a shorter wait could repeat an evacuation that nova-conductor '
+                              'or the scheduler is still working on, and the instance would be rebuilt twice'
+                              % (LOST_EVACUATION_TIMEOUT_MIN, value))
 
 
 def _no_target_message(host, target_order, target_hosts, excluded):

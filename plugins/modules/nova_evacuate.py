@@ -154,9 +154,33 @@ options:
     type: list
     elements: str
     default: []
+  lost_evacuation_timeout:
+    description:
+      - Seconds an evacuation may stay C(accepted) before it is declared lost, counted by this run from when it
+        first sees it so; V(0) never declares one lost (the instance is only waited for, until O(timeout)).
+      - Nova loses an evacuation when nova-conductor stops or RabbitMQ restarts while it holds the request; the
+        migration stays C(accepted) and the instance in task state C(rebuilding) on the failed host for ever. A
+        lost one is recovered only when fresh reads still show it so (the instance on the failed host, in task
+        state C(rebuilding) or none, its newest migration C(accepted), Placement holding no destination for it -
+        a claimed one means a compute may still be at it) and the failed host is still down or forced down;
+        then it is evacuated again as a retry (counted in O(retries), within O(timeout)). Nova accepts the
+        evacuation of an instance in task state C(rebuilding), so its state is not reset and a stopped instance
+        arrives stopped. A rerun does
+        the same for such an instance left by an earlier run. Reported in RV(instances[].lost_evacuations).
+      - Nova never closes the lost evacuation's migration record. Its nova-compute completes one evacuation record
+        per instance each time it starts, and Nova keeps its service forced down while one is V(done), so
+        restoring the failed host later may take a second start of its nova-compute.
+      - Keep it above the time the cloud's nova-conductor and scheduler may take to pass an evacuation on to
+        a compute (their rpc_response_timeout, 60 s by default); an evacuation that was only slow and still
+        arrives after the retry started would rebuild the instance a second time. At least 30.
+    type: int
+    default: 120
   retries:
     description:
       - How many more times an instance whose evacuation failed is evacuated again, each time on another host.
+      - A retry is sent once Nova sees a host to take the instance up (the one it names, or for the scheduler any
+        other enabled host), within O(timeout). Computes report through nova-conductor, so after a restart of
+        it or of RabbitMQ Nova sees every host down for a while, and an evacuation then finds no host.
     type: int
     default: 2
   target_hosts:
@@ -446,6 +470,18 @@ instances:
           C(migration_status) and C(error).
       type: list
       elements: dict
+    lost_evacuations:
+      description:
+        - The evacuations of it declared lost (see O(lost_evacuation_timeout)), oldest first, each with
+          C(migration_id), C(created_at), C(dest_compute) (the host named, or null), C(status) and C(task_state)
+          (of the instance then), C(accepted_seconds) (how long this run saw it accepted; in check mode its age),
+          C(action) (V(evacuated again), or what check mode would do), C(allocated_on) (the hosts holding
+          its Placement allocations then - the failed host, plus a destination the lost move had claimed, which
+          Nova leaves allocated; null when Placement could not tell, or in check mode) and C(left_accepted)
+          (the ids of its evacuation migrations Nova still holds C(accepted) once it arrived - Nova never closes
+          them; its source compute marks them completed when it starts again). Empty when none.
+      type: list
+      elements: dict
     lock:
       description:
         - Its lock - V(none) (was not locked), V(this run) (locked for the move and unlocked after),
@@ -488,6 +524,7 @@ instances:
       power_action: null
       resumed: false
       seconds: 4.2
+      lost_evacuations: []
 microversion:
   description: The compute API microversion of the evacuation requests.
   returned: always
@@ -570,6 +607,7 @@ class NovaEvacuateModule(OpenStackModule):
         host=dict(type='str', required=True),
         include=dict(type='list', elements='str', default=[]),
         include_error=dict(type='bool', default=False),
+        lost_evacuation_timeout=dict(type='int', default=120),
         priority_tag=dict(type='str', default='evacuation_priority'),
         reserved_hosts=dict(type='list', elements='str', default=[]),
         retries=dict(type='int', default=2),

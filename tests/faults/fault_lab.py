@@ -45,15 +45,17 @@ class Scenario(PlaybookDir):
 
     # -- the failed host ------------------------------------------------------------------------------------
 
-    def prepare(self, host='compute1', servers=4, stopped=0, crash=True):
-        """A clean lab, `servers` servers on `host` (the last `stopped` of them SHUTOFF), then the host crashed
-        (its BMC still says on) and Nova reporting it down. Returns the servers (labctl boot's records)."""
+    def prepare(self, host='compute1', servers=4, stopped=0, crash=True, stopped_first=False):
+        """A clean lab, `servers` servers on `host` (the last `stopped` of them SHUTOFF; the first ones with
+        stopped_first, which are evacuated first), then the host crashed (its BMC still says on) and Nova reporting
+        it down. Returns the servers (labctl boot's records)."""
         labctl('reset', timeout=600)
         self.host = host
         booted = labctl('boot', '--count', str(servers), '--host', host, '--prefix', 'flt', timeout=600)['servers']
-        for server in booted[len(booted) - stopped:]:
+        to_stop = booted[:stopped] if stopped_first else booted[len(booted) - stopped:]
+        for server in to_stop:
             self.conn.compute.stop_server(server['id'])
-        for server in booted[len(booted) - stopped:]:
+        for server in to_stop:
             wait_for('%s to stop' % server['name'],
                      lambda s=server: self.conn.compute.get_server(s['id']).status == 'SHUTOFF', 60, interval=0.5)
         self.before = invariants.snapshot(self.conn, host)

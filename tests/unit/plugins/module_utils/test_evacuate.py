@@ -7,6 +7,7 @@ sets task state `rebuilding` and creates an 'accepted' migration, and accepts a 
 instance; a success changes the host, then marks the migration 'done'; a failure leaves the instance on its host.
 """
 
+import datetime
 import re
 import threading
 import time
@@ -60,6 +61,8 @@ class EvacuationCloud(FakeCloud):
         self.polls = 2
         self.moving = 0
         self.most_moving = 0
+        self.conductor_takes_first_accepted = False
+        self.claims = {}  # server id -> hosts the scheduler claimed for a move (Placement allocations)
 
     # -- building ------------------------------------------------------------------------------------------
 
@@ -139,6 +142,15 @@ class EvacuationCloud(FakeCloud):
             return self._evacuate(server, body['evacuate'], microversion)
         return nova_error(400, 'unknown action %s' % action)
 
+    def _placement_get(self, path, query, body):
+        match = re.match(r'^/allocations/([^/]+)$', path)
+        if not match:
+            return super(EvacuationCloud, self)._placement_get(path, query, body)
+        server = self._find(match.group(1))
+        hosts = ([server['OS-EXT-SRV-ATTR:host']] if server else []) + self.claims.get(match.group(1), [])
+        nodes = [h['id'] for h in self.hypervisors if h['service']['host'] in hosts]
+        return FakeResponse(200, dict(allocations=dict((node, dict(resources=dict(VCPU=2))) for node in nodes)))
+
     def _usable(self, host):
         service = self.service(host)
         return service['status'] == 'enabled' and service['state'] == 'up' and not service['forced_down']
@@ -158,6 +170,11 @@ class EvacuationCloud(FakeCloud):
                               % (server['id'], server['OS-EXT-STS:vm_state']))
         # like Nova: no task state check, a moving instance is accepted again
         migration = self.add_migration(server['id'], source, target, 'accepted')
+        migration['created_at'] = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%f')
+        if self.conductor_takes_first_accepted:
+            # like Nova's conductor (Migration.get_by_instance_and_status(..., 'accepted') is the oldest one)
+            migration = next(m for m in reversed(self.migrations) if m['instance_uuid'] == server['id']
+                             and m['status'] == 'accepted')
         outcome, polls = (self.scripts.get(server['id']) or [('ok', self.polls)]).pop(0) \
             if self.scripts.get(server['id']) else ('ok', self.polls)
         if target is None:
@@ -325,7 +342,8 @@ def test_every_instance_moves_locked_meanwhile_with_the_documented_record(cloud)
         'candidates': ['compute2', 'compute3'], 'target_pool': 'scheduler', 'attempts': 1,
         'history': [dict(target=None, dest='compute2', migration_id=cloud.migrations[-1]['uuid'],
                          migration_status='done', error=None)],
-        'lock': 'this run', 'power_action': None, 'resumed': False, 'seconds': record['seconds']}
+        'lock': 'this run', 'power_action': None, 'resumed': False, 'seconds': record['seconds'],
+        'lost_evacuations': []}
     assert record['seconds'] > 0
     assert result['totals'] == dict(instances=3, selected=3, moved=3, skipped=0, failed=0, planned=0, resumed=0,
                                     evacuations=3, last_evacuation_after=result['totals']['last_evacuation_after'],
@@ -1692,3 +1710,289 @@ def test_an_inventory_without_max_unit_counts_its_total():
     result = evacuate(cloud, check_mode=True)
     assert result['capacity']['sufficient'] is True
     assert result['capacity']['hosts'][0]['max_unit'] == dict(vcpus=16, memory_mb=32768, disk_gb=100)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# lost evacuations (a restarted nova-conductor or RabbitMQ drops the request: 'accepted' and 'rebuilding' for ever)
+
+
+def _lost_cloud(servers=1, **server):
+    cloud = make_cloud(servers=0)
+    for index in range(servers):
+        cloud.add_server('compute1', 'vm-%d' % index, **server)
+    return cloud
+
+
+def _posted(cloud, name):
+    return [a for n, a, dummy in cloud.actions() if n == name]
+
+
+def test_a_lost_evacuation_is_evacuated_again():
+    cloud = _lost_cloud()
+    server = cloud.server('vm-0')
+    cloud.script(server, 'stuck', 'ok')
+    result = evacuate(cloud, lost_evacuation_timeout=60)
+    record = result['instances'][0]
+    lost_id = cloud.migrations[-1]['uuid']
+    assert (record['outcome'], record['to'], record['attempts']) == ('moved', 'compute2', 2)
+    assert hosts_of(cloud) == {'vm-0': ('compute2', 'ACTIVE')}
+    # no state reset: Nova's evacuate API accepts an instance in task state rebuilding
+    assert _posted(cloud, 'vm-0') == ['lock', 'evacuate', 'evacuate', 'unlock']
+    assert record['history'][0]['migration_status'] == 'accepted'
+    assert record['history'][0]['error'] == (
+        'its evacuation was lost: migration %s accepted for 60 s (lost_evacuation_timeout=60) and no destination '
+        'compute took it; still REBUILD on compute1, task state rebuilding; evacuating it again' % lost_id)
+    assert record['history'][1]['migration_status'] == 'done'
+    entry, = record['lost_evacuations']
+    assert entry == dict(migration_id=lost_id, created_at=cloud.migrations[-1]['created_at'], dest_compute=None,
+                         status='REBUILD', task_state='rebuilding', accepted_seconds=60.0, action='evacuated again',
+                         left_accepted=[lost_id], allocated_on=['compute1'])
+    assert record['reason'] == ('its evacuation was lost (migration %s accepted, never taken by a compute) and it '
+                                'was evacuated again; Nova keeps %s accepted' % (lost_id, lost_id))
+    assert result['totals']['evacuations'] == 2 and result['changed'] is True
+
+
+def test_a_lost_evacuation_of_a_stopped_instance_arrives_stopped():
+    cloud = _lost_cloud(status='SHUTOFF', vm_state='stopped')
+    cloud.script(cloud.server('vm-0'), 'stuck', 'ok')
+    record = evacuate(cloud, lost_evacuation_timeout=30)['instances'][0]
+    # its vm_state stays stopped (no reset to active): it arrives stopped, never started on the way
+    assert (record['outcome'], record['target_status'], record['power_action']) == ('moved', 'SHUTOFF', None)
+    assert hosts_of(cloud) == {'vm-0': ('compute2', 'SHUTOFF')}
+    assert _posted(cloud, 'vm-0') == ['lock', 'evacuate', 'evacuate', 'unlock']
+
+
+def test_a_rerun_recovers_an_evacuation_an_earlier_run_lost():
+    cloud = _lost_cloud(status='SHUTOFF', vm_state='stopped')
+    server = cloud.server('vm-0')
+    cloud._evacuate(server, {}, '2.94')  # the earlier run's evacuation, lost
+    cloud.jobs[server['id']]['outcome'] = 'stuck'
+    record = evacuate(cloud, lost_evacuation_timeout=30)['instances'][0]
+    assert (record['action'], record['resumed'], record['outcome'], record['attempts']) == ('evacuate', True, 'moved',
+                                                                                            1)
+    assert _posted(cloud, 'vm-0') == ['lock', 'evacuate', 'unlock']
+    assert record['history'][0]['error'].startswith('its evacuation was lost: migration %s accepted for 30 s'
+                                                    % cloud.migrations[-1]['uuid'])
+    assert hosts_of(cloud) == {'vm-0': ('compute2', 'SHUTOFF')}
+    assert record['lost_evacuations'][0]['action'] == 'evacuated again'
+
+
+def test_a_lost_evacuation_an_operator_reset_already_is_evacuated_again():
+    cloud = _lost_cloud()
+    server = cloud.server('vm-0')
+    cloud._evacuate(server, {}, '2.94')
+    cloud.jobs[server['id']]['outcome'] = 'stuck'
+    cloud._set(server, 'active')  # openstack server set --state active
+    record = evacuate(cloud, lost_evacuation_timeout=30)['instances'][0]
+    assert record['outcome'] == 'moved' and _posted(cloud, 'vm-0') == ['lock', 'evacuate', 'unlock']
+    assert record['lost_evacuations'][0]['task_state'] is None
+
+
+def test_the_retry_carried_by_the_lost_migration_counts_as_moved():
+    cloud = _lost_cloud()
+    cloud.conductor_takes_first_accepted = True
+    cloud.script(cloud.server('vm-0'), 'stuck', 'ok')
+    record = evacuate(cloud, lost_evacuation_timeout=30)['instances'][0]
+    lost, new = cloud.migrations[-1], cloud.migrations[0]
+    assert (lost['status'], new['status']) == ('done', 'accepted')
+    assert record['outcome'] == 'moved' and record['attempts'] == 2
+    assert record['history'][1]['migration_id'] == lost['uuid']
+    assert record['lost_evacuations'][0]['left_accepted'] == [new['uuid']]
+    assert record['lost_evacuations'][0]['allocated_on'] == ['compute1']
+
+
+@pytest.mark.parametrize('placement', ['claimed', 'unknown'])
+def test_an_accepted_evacuation_with_a_destination_claimed_is_never_repeated(placement):
+    # the scheduler claimed compute3: the move may be in compute3's hands (blocked on a restarted conductor) -
+    # seen in the lab, where it went on after the repeated evacuation landed and rebuilt the instance twice
+    cloud = _lost_cloud()
+    server = cloud.server('vm-0')
+    cloud.script(server, 'stuck', 'ok')
+    if placement == 'claimed':
+        cloud.claims[server['id']] = ['compute3']
+    else:
+        cloud.fail('placement', 'GET', r'^/allocations/', status=503)
+    record = by_name(failing(cloud, timeout=100, lost_evacuation_timeout=30).facts)['vm-0']
+    assert len(cloud.evacuations()) == 1 and record['lost_evacuations'] == []
+    assert record['reason'].startswith('not ACTIVE on another host within timeout=100s')
+
+
+def test_an_evacuation_accepted_within_the_lost_timeout_is_waited_for():
+    cloud = _lost_cloud()
+    cloud.script(cloud.server('vm-0'), 'ok', polls=50)  # slow, not lost
+    record = evacuate(cloud, lost_evacuation_timeout=60)['instances'][0]
+    assert record['outcome'] == 'moved' and record['attempts'] == 1 and record['lost_evacuations'] == []
+    assert len(cloud.evacuations()) == 1
+
+
+def test_a_stuck_evacuation_is_never_repeated_before_the_lost_timeout():
+    cloud = _lost_cloud()
+    cloud.script(cloud.server('vm-0'), 'stuck')
+    record = by_name(failing(cloud, timeout=100, lost_evacuation_timeout=120).facts)['vm-0']
+    assert record['reason'].startswith('not ACTIVE on another host within timeout=100s: REBUILD on compute1')
+    assert len(cloud.evacuations()) == 1
+
+
+def test_lost_evacuation_timeout_zero_never_repeats():
+    cloud = _lost_cloud()
+    cloud.script(cloud.server('vm-0'), 'stuck')
+    failing(cloud, timeout=100, lost_evacuation_timeout=0)
+    assert len(cloud.evacuations()) == 1
+
+
+@pytest.mark.parametrize('change', ['task state', 'host', 'migration', 'deleted'])
+def test_an_instance_that_moved_on_is_never_evacuated_again(change):
+    cloud = _lost_cloud()
+    server = cloud.server('vm-0')
+    cloud.script(server, 'stuck')
+    original = cloud._compute_get
+    reads = []
+
+    def moves_on(path, query, body):
+        # 40 s in, the instance changes under the stuck evacuation (the fresh reads see it at 60 s)
+        if path == '/servers/%s' % server['id'] and cloud.clock() >= 1040 and not reads:
+            reads.append(path)
+            if change == 'task state':
+                server['OS-EXT-STS:task_state'] = 'rebuild_spawning'
+            elif change == 'host':
+                server.update({'OS-EXT-SRV-ATTR:host': 'compute3', 'OS-EXT-STS:task_state': None})
+            elif change == 'migration':
+                cloud.migrations[0].update(status='pre-migrating', dest_compute='compute3')
+            else:
+                cloud.servers.remove(server)
+        return original(path, query, body)
+    cloud._compute_get = moves_on
+    error = failing(cloud, timeout=100, lost_evacuation_timeout=60)
+    assert len(cloud.evacuations()) == 1
+    record = by_name(error.facts)['vm-0']
+    assert record['lost_evacuations'] == []
+    if change == 'deleted':
+        assert record['reason'] == 'deleted while it was being evacuated'
+    else:
+        assert record['reason'].startswith('not ACTIVE on another host within timeout=100s')
+
+
+def test_a_lost_evacuation_is_never_repeated_when_the_failed_host_is_up_again():
+    cloud = _lost_cloud()
+    server = cloud.server('vm-0')
+    cloud.script(server, 'stuck')
+    original = cloud._evacuate
+
+    def host_comes_back(server, body, microversion):
+        answer = original(server, body, microversion)
+        cloud.service('compute1').update(forced_down=False, state='up')
+        return answer
+    cloud._evacuate = host_comes_back
+    record = by_name(failing(cloud, timeout=100, lost_evacuation_timeout=30).facts)['vm-0']
+    assert len(cloud.evacuations()) == 1
+    assert record['reason'].startswith('not ACTIVE on another host within timeout=100s: REBUILD on compute1')
+    assert record['lost_evacuations'] == []
+
+
+def test_a_lost_evacuation_with_no_retry_left_is_left_as_it_is():
+    cloud = _lost_cloud()
+    cloud.script(cloud.server('vm-0'), 'stuck')
+    record = by_name(failing(cloud, retries=0, lost_evacuation_timeout=30).facts)['vm-0']
+    assert record['reason'].startswith('its evacuation was lost: migration ')
+    assert record['reason'].endswith('(gave up after 1 attempt(s), retries=0); left as it is: run again to '
+                                     'evacuate it again')
+    assert len(cloud.evacuations()) == 1 and record['lost_evacuations'] == []
+    assert cloud.server('vm-0')['OS-EXT-STS:task_state'] == 'rebuilding'
+
+
+def test_an_evacuation_lost_twice_uses_up_the_retries():
+    cloud = _lost_cloud()
+    cloud.script(cloud.server('vm-0'), 'stuck', 'stuck', 'ok')
+    record = by_name(failing(cloud, lost_evacuation_timeout=30, retries=1, timeout=600).facts)['vm-0']
+    assert record['attempts'] == 2 and len(record['lost_evacuations']) == 1 and len(cloud.evacuations()) == 2
+    assert record['reason'].endswith('(gave up after 2 attempt(s), retries=1); left as it is: run again to '
+                                     'evacuate it again')
+
+
+def test_check_mode_says_what_it_would_do_with_a_lost_evacuation_and_changes_nothing():
+    cloud = _lost_cloud(servers=2)
+    old, fresh = cloud.server('vm-0'), cloud.server('vm-1')
+    for server in (old, fresh):
+        cloud._evacuate(server, {}, '2.94')
+        cloud.jobs[server['id']]['outcome'] = 'stuck'
+    cloud.migrations[-1]['created_at'] = '2026-11-22T04:00:00.000000'  # vm-0's, accepted for an hour
+    cloud.requests[:] = []
+    now = _evacuate.parse_time('2026-11-22T05:00:00Z')
+    result = evacuate(cloud, check_mode=True, lost_evacuation_timeout=120, now=lambda: now)
+    records = by_name(result)
+    assert result['changed'] is True
+    assert cloud.sent('compute', 'POST') == [] and cloud.sent('compute', 'PUT') == []
+    entry = records['vm-0']['lost_evacuations'][0]
+    assert (entry['accepted_seconds'], entry['action']) == (
+        3600.0, 'would evacuate it again after watching it accepted for lost_evacuation_timeout=120 s')
+    assert records['vm-0']['reason'].endswith('migration %s is accepted since 2026-11-22T04:00:00.000000: %s'
+                                              % (entry['migration_id'], entry['action']))
+    assert records['vm-1']['lost_evacuations'][0]['action'].startswith('would wait for it, and evacuate it again')
+    assert [r['outcome'] for r in result['instances']] == ['planned', 'planned']
+    # only fresh ones: no change predicted
+    cloud.migrations[-1]['created_at'] = cloud.migrations[0]['created_at']
+    assert evacuate(cloud, check_mode=True, lost_evacuation_timeout=120)['changed'] is False
+
+
+@pytest.mark.parametrize('value', [1, 29, -5])
+def test_lost_evacuation_timeout_is_zero_or_at_least_30(value):
+    cloud = _lost_cloud()
+    error = failing(cloud, lost_evacuation_timeout=value)
+    assert error.msg.startswith('lost_evacuation_timeout must be 0 (never declare an evacuation lost) or at least 30 '
+                                'seconds, not %d' % value)
+    assert cloud.sent('compute', 'POST') == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# a retry waits for a host Nova sees up (computes report through nova-conductor: after its restart every host
+# looks down for a while, and the scheduler finds no host)
+
+
+def _hosts_down_after_the_first_evacuation(cloud, until, hosts=('compute2', 'compute3')):
+    """From the first evacuation request on, Nova sees `hosts` down - until the cloud's clock reaches `until`."""
+    original_evacuate, original_advance = cloud._evacuate, cloud._advance
+    sent = []
+
+    def evacuate(server, body, microversion):
+        if not sent:
+            for host in hosts:
+                cloud.service(host)['state'] = 'down'
+        sent.append(cloud.clock())
+        return original_evacuate(server, body, microversion)
+
+    def advance():
+        if until is not None and cloud.clock() >= until:
+            for host in hosts:
+                cloud.service(host)['state'] = 'up'
+        original_advance()
+    cloud._evacuate, cloud._advance = evacuate, advance
+    return sent
+
+
+def test_a_retry_waits_until_nova_sees_a_host_up():
+    cloud = _lost_cloud()
+    sent = _hosts_down_after_the_first_evacuation(cloud, cloud.clock() + 30)
+    record = evacuate(cloud)['instances'][0]
+    # the first attempt finds no host (the fake's scheduler sees them down too); the retry waits for one
+    assert (record['outcome'], record['attempts']) == ('moved', 2)
+    assert record['history'][0]['error'].startswith('the evacuation found no host')
+    assert len(sent) == 2 and sent[1] - sent[0] >= 28
+
+
+def test_a_retry_with_no_host_up_until_the_timeout_is_not_sent():
+    cloud = _lost_cloud()
+    _hosts_down_after_the_first_evacuation(cloud, None)
+    record = by_name(failing(cloud, timeout=60).facts)['vm-0']
+    assert record['attempts'] == 2 and len(cloud.evacuations()) == 1
+    assert record['reason'].startswith('the evacuation found no host')
+    # the retry names the first candidate the scheduler did not fail on: compute2
+    assert record['reason'].endswith('(no retry: Nova saw compute2 down until the timeout)')
+
+
+def test_a_retry_to_a_named_host_waits_for_that_host():
+    cloud = _lost_cloud()
+    cloud.script(cloud.server('vm-0'), 'failed', 'ok')
+    _hosts_down_after_the_first_evacuation(cloud, None, hosts=('compute3',))
+    record = by_name(failing(cloud, timeout=60, target_hosts=['compute2', 'compute3']).facts)['vm-0']
+    assert cloud.evacuations() == [('vm-0', 'compute2')]
+    assert record['reason'].endswith('(no retry: Nova saw compute3 down until the timeout)')
