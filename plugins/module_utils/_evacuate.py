@@ -1021,7 +1021,7 @@ def _lost_entry(migration, raw, seconds, action, allocated_on=None):
 
 def allocation_hosts(conn, server_id):
     """The hosts whose compute nodes hold Placement allocations of the instance (provider uuids when no host is
-    known for one), sorted; None when Placement cannot tell - only reported, so never a failure."""
+    known for one), sorted; None when Placement cannot tell (never a failure: _recover_lost then keeps waiting)."""
     try:
         allocations = _api(conn, 'placement', 'get', '/allocations/%s' % quote(str(server_id)),
                            'read the Placement allocations of server %s' % server_id,
