@@ -251,7 +251,8 @@ def storm_guard(conn, host, failure_domain_kind='availability_zone', aggregate=N
     as down (the failover takes it out, whatever Nova says yet). Refuses when down hosts / domain hosts * 100 >
     max_down_percent, when down hosts > max_down_hosts (if set), or when recent failovers >= max_failovers.
     With `lock_dir`, the claims in it count as recent failovers too; with `claim`, a proceed verdict records
-    this run's claim there (lock_dir unset: run_lock's default_lock_dir()) (not in check mode: claimed then says it would). Raises StormGuardError / NovaError
+    this run's claim there (lock_dir unset: run_lock's default_lock_dir()) unless a live claim of `host` is
+    there already (a rerun: not changed; claimed says the failover is claimed; in check mode nothing is written). Raises StormGuardError / NovaError
     (bad option, unknown host, unknown aggregate, API failure, unreadable claims) with the facts known so far.
     """
     facts = dict(host=host, domain=None, hosts=[], down=[], down_percent=None, recent_failovers=[], verdict=None,
@@ -292,12 +293,15 @@ def storm_guard(conn, host, failure_domain_kind='availability_zone', aggregate=N
         ensure_lock_dir(lock_dir, not writing)
         with Guard(path, enabled=writing):
             claims = live_claims(read_claims(path), window, now)
+            changed = False
             if decide(claims) and claim:
                 facts['claimed'] = True
-                if writing:
-                    mine = dict(host=host, run=run_id, at=now.astimezone(datetime.timezone.utc).strftime(MARKER_TIME_FORMAT))
-                    write_claims(path, [c for c in claims if c['host'] != host] + [mine])
-        return dict(changed=facts['claimed'], **facts)
+                # a live claim of this host already counts for this failover (a rerun): leave it, unchanged
+                changed = not any(c['host'] == host for c in claims)
+                if writing and changed:
+                    at = now.astimezone(datetime.timezone.utc).strftime(MARKER_TIME_FORMAT)
+                    write_claims(path, claims + [dict(host=host, run=run_id, at=at)])
+        return dict(changed=changed, **facts)
     except (IOError, OSError, RunLockError) as exc:
         raise StormGuardError('cannot use the failover claims in %s for %s: %s'
                               % (lock_dir, host, getattr(exc, 'msg', exc)), dict(facts))

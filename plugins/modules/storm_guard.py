@@ -53,7 +53,7 @@ options:
   claim:
     description:
       - Whether a V(proceed) verdict records this run's claim in O(lock_dir) (see B(Claims)). Needs O(run_id). A
-        claim of the same host replaces the earlier one.
+        live claim of the same host (a rerun of its failover) is kept as it is, and nothing changes.
     type: bool
     default: false
   aggregate:
@@ -167,7 +167,9 @@ claim_path:
   type: str
   sample: /srv/shared/openstack_ha/locks/failover-claims.json
 claimed:
-  description: Whether this run's claim was written (in check mode, would be); changed is the same.
+  description:
+    - Whether the failover of O(host) is claimed (O(claim=true) and V(proceed)) - by a claim this run wrote (in
+      check mode, would write; then changed is true) or by a live claim of O(host) that was there already.
   returned: always
   type: bool
   sample: true

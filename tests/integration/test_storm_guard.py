@@ -68,7 +68,8 @@ def test_storm_guard_counts_down_hosts_and_recent_failovers(fresh_lab, conn):
     labctl('crash', 'compute2')  # Nova notices it while the rate limit is checked (the down share is not limited)
     limited = guard(lab, conn, host='compute1', run_id='run-1', max_failovers=1, max_down_percent=100)
     assert limited.failed
-    assert limited['recent_failovers'] == [dict(host='compute2', run='run-2', at=recent.split(' at=')[1])]
+    assert limited['recent_failovers'] == [dict(host='compute2', run='run-2', at=recent.split(' at=')[1],
+                                                source='nova')]
     assert limited['verdict'] == 'refuse' and len(limited['reasons']) == 1
     assert limited.result['msg'].startswith('storm guard refuses the failover of compute1: 1 failover(s) within the '
                                             'last 3600 s (compute2 (run run-2 at ')

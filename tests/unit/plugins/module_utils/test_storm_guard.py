@@ -317,12 +317,12 @@ def test_a_claim_makes_the_second_of_two_racing_failovers_count_the_first(cloud,
     assert 'another one would be more than max_failovers 1' in second['reasons'][0]
     # without the claims (lock_dir unset) the gate sees Nova only, as before
     assert guard(cloud, 'compute3', max_failovers=1, max_down_percent=100.0)['verdict'] == 'proceed'
-    # the first run again (a rerun of its failover) replaces its own claim and still proceeds
+    # the first host's failover again (a rerun): proceeds, claimed by the claim already there, nothing written
     again = guard(cloud, 'compute2', max_failovers=1, max_down_percent=100.0, run_id='run-2b',
                   lock_dir=str(tmp_path), claim=True)
-    assert again['verdict'] == 'proceed'
+    assert (again['verdict'], again['claimed'], again['changed']) == ('proceed', True, False)
     claims = json.loads((tmp_path / 'failover-claims.json').read_text())
-    assert claims == [dict(host='compute2', run='run-2b', at='2026-11-22T10:15:00Z')]
+    assert claims == [dict(host='compute2', run='run-2', at='2026-11-22T10:15:00Z')]
 
 
 def test_a_claim_and_the_marker_of_the_same_host_count_once_and_old_claims_not_at_all(cloud, tmp_path):
