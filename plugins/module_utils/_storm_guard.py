@@ -69,13 +69,18 @@ def format_marker(runbook, run_id, at):
     return '%s%s run=%s at=%s' % (MARKER_PREFIX, runbook, run_id, at.strftime(MARKER_TIME_FORMAT))
 
 
+def _utc_time(text):
+    """The time of a marker's or claim's `at` (UTC ISO-8601 ending in Z); None for anything else."""
+    return parse_time(text) if str(text or '').endswith('Z') else None
+
+
 def parse_marker(reason):
     """dict(runbook, run, at, time) of a structured disabled_reason, time None when `at` is no time; else None."""
     match = MARKER.match((reason or '').strip())
     if not match:
         return None
     return dict(runbook=match.group('runbook'), run=match.group('run'), at=match.group('at'),
-                time=parse_time(match.group('at')) if match.group('at').endswith('Z') else None)
+                time=_utc_time(match.group('at')))
 
 
 def recent_failovers(services, host, run_id, window, now):
@@ -141,7 +146,7 @@ def live_claims(claims, window, now):
     count (nothing shows they are old)."""
     kept = []
     for claim in claims:
-        at = parse_time(claim.get('at')) if str(claim.get('at') or '').endswith('Z') else None
+        at = _utc_time(claim.get('at'))
         if at is not None and (now - at).total_seconds() > window:
             continue
         kept.append(claim)
@@ -162,7 +167,7 @@ def claimed_failovers(claims, markers, host, services, now):
     for claim in claims:
         if claim['host'] == host or claim['host'] in marked:
             continue
-        at = parse_time(claim.get('at')) if str(claim.get('at') or '').endswith('Z') else None
+        at = _utc_time(claim.get('at'))
         settled = at is not None and (now - at).total_seconds() > CLAIM_GRACE
         if settled and _in_service(by_host.get(claim['host'])):
             continue
