@@ -257,8 +257,9 @@ def storm_guard(conn, host, failure_domain_kind='availability_zone', aggregate=N
     max_down_percent, when down hosts > max_down_hosts (if set), or when recent failovers >= max_failovers.
     With `lock_dir`, the claims in it count as recent failovers too; with `claim`, a proceed verdict records
     this run's claim there (lock_dir unset: run_lock's default_lock_dir()) unless a live claim of `host` is
-    there already (a rerun: not changed; claimed says the failover is claimed; in check mode nothing is written). Raises StormGuardError / NovaError
-    (bad option, unknown host, unknown aggregate, API failure, unreadable claims) with the facts known so far.
+    there already (a rerun: not changed; claimed says the failover is claimed; in check mode nothing is
+    written). Raises StormGuardError / NovaError (bad option, unknown host, unknown aggregate, API failure,
+    unreadable claims) with the facts known so far.
     """
     facts = dict(host=host, domain=None, hosts=[], down=[], down_percent=None, recent_failovers=[], verdict=None,
                  reasons=[], claim_path=None, claimed=False)
