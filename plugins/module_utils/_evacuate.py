@@ -43,7 +43,10 @@ the other nova modules. What Nova does, and what this code does about it (Nova 3
   'rebuilding' (or none, after an operator's reset), the failed host still down or forced down, and Placement
   holding no destination for it (a destination claimed means the conductor handed the move to a compute, which may
   still be at it, blocked on its own calls to the restarted conductor: in the lab such a compute went on after the
-  repeated evacuation had landed and rebuilt the instance a second time - with lost_evacuation_timeout=30). It is then
+  repeated evacuation had landed and rebuilt the instance a second time - with lost_evacuation_timeout=30) unless
+  the instance has no task state any more: a compute whose first call to the restarting conductor failed gave the
+  move up, reverting the task state to none and leaving the migration 'accepted' and its claim in Placement (seen
+  in the lab: the conductor's rebuild_server event a success, no compute event). It is then
   evacuated again, as a retry, with no state reset: the evacuate API's state check lets any task state through
   (check_instance_state(task_state=None) checks none) and the rebuild only expects 'rebuilding', which the new
   request sets again; vm_state is kept, so a stopped instance arrives stopped. (os-resetState would set vm_state
@@ -115,6 +118,8 @@ EVACUATE_MICROVERSION = '2.94'
 # ('accepted' by the API, 'pre-migrating' once the destination claimed resources).
 MOVED_MIGRATION_STATES = ('done', 'completed')
 FAILED_MIGRATION_STATES = ('error', 'failed')
+# The statuses of an evacuation migration once a destination compute claimed it (rebuild_claim), until it ends.
+CLAIMED_MIGRATION_STATES = ('pre-migrating', 'migrating')
 # The task states of an evacuation under way (a rebuild on the destination).
 REBUILD_TASK_STATES = ('rebuilding', 'rebuild_block_device_mapping', 'rebuild_spawning')
 # The vm_states Nova evacuates.
@@ -929,6 +934,10 @@ def _wait_for(run, record, known, deadline, entry=None, adopted=False):
                 if lost:
                     raise _AttemptFailed(lost, True)
                 accepted_since[migration['id']] = since + SERVER_CHECK  # not lost: look again later
+        if mstatus in CLAIMED_MIGRATION_STATES and _destination_fenced(run, migration):
+            cut_off = _recover_cut_off(run, record, migration, deadline)
+            if cut_off:
+                raise _AttemptFailed(cut_off, True)
         if entry is not None and migration:
             entry.update(dest=migration['dest_compute'], migration_id=migration['id'], migration_status=mstatus)
         moving = migration is not None and mstatus not in MOVED_MIGRATION_STATES + FAILED_MIGRATION_STATES
@@ -946,9 +955,8 @@ def _wait_for(run, record, known, deadline, entry=None, adopted=False):
                 power_sent = power_sent or record['power_action'] is not None
         if run.clock() >= deadline:
             raise _AttemptFailed('not %s on another host within timeout=%ss: %s on %s, task state %s, migration %s; '
-                                 'its evacuation may still be under way: wait for it to end, never evacuate it again '
-                                 'before' % (record['target_status'], run.timeout, status, host, task_state,
-                                             mstatus or 'none'), False)
+                                 '%s' % (record['target_status'], run.timeout, status, host, task_state,
+                                         mstatus or 'none', _timeout_advice(run, migration)), False)
         run.sleep(run.poll_interval)
 
 
@@ -1001,7 +1009,7 @@ def _carrier(record, listed, migration):
     'accepted' migration for the new evacuation, which is the lost one."""
     if not record['lost_evacuations'] or (migration is not None and migration['status'] != 'accepted'):
         return migration
-    lost = set(entry['migration_id'] for entry in record['lost_evacuations'])
+    lost = set(e['migration_id'] for e in record['lost_evacuations'] if e['migration_status'] == 'accepted')
     return next((m for m in listed if m['id'] in lost and m['status'] != 'accepted'), migration)
 
 
@@ -1013,7 +1021,7 @@ def _lost_candidate(raw, host, newest, migration_id=None):
 
 
 def _lost_entry(migration, raw, seconds, action, allocated_on=None):
-    return dict(migration_id=migration['id'], created_at=migration['created_at'],
+    return dict(migration_id=migration['id'], created_at=migration['created_at'], migration_status=migration['status'],
                 dest_compute=migration['dest_compute'], status=raw.get('status'), task_state=_task_state(raw),
                 accepted_seconds=None if seconds is None else round(seconds, 1), action=action, left_accepted=[],
                 allocated_on=allocated_on)
@@ -1048,14 +1056,25 @@ def _recover_lost(run, record, migration, seconds, deadline):
         return None  # the failed host is back: its compute may finish or clean up the move, never repeat it
     # a destination claimed in Placement: the conductor got past scheduling and handed the move to that compute,
     # which may still be at it - blocked on its own calls to the restarted conductor (seen in the lab: it went on
-    # after the repeated evacuation had landed, and rebuilt the instance a second time). Only a move with no
-    # destination claimed (or when Placement cannot tell) is lost for sure: wait for the others.
+    # after the repeated evacuation had landed, and rebuilt the instance a second time). While the instance keeps
+    # its rebuild task state (or Placement cannot tell), wait. A compute that gave the move up before its claim
+    # reverted the task state to none (reverts_task_state) and left the migration 'accepted' and its allocation
+    # behind (seen in the lab: its first call to the restarting conductor failed, no compute event recorded): no
+    # one works on that move any more.
     allocated_on = allocation_hosts(run.conn, record['id'])
-    if allocated_on is None or [h for h in allocated_on if h != run.host]:
+    claimed = [h for h in allocated_on or [] if h != run.host]
+    if allocated_on is None or (claimed and _task_state(raw) is not None):
         return None
-    reason = ('its evacuation was lost: migration %s accepted for %d s (lost_evacuation_timeout=%d) and no '
-              'destination compute took it; still %s on %s, task state %s'
-              % (migration['id'], seconds, run.lost_timeout, raw.get('status'), run.host, _task_state(raw) or 'none'))
+    if claimed:
+        reason = ('its evacuation was dropped: migration %s accepted for %d s (lost_evacuation_timeout=%d), the '
+                  'scheduler had claimed %s for it, and no compute holds the move (the instance has no task state '
+                  'any more); still %s on %s' % (migration['id'], seconds, run.lost_timeout, ', '.join(claimed),
+                                                  raw.get('status'), run.host))
+    else:
+        reason = ('its evacuation was lost: migration %s accepted for %d s (lost_evacuation_timeout=%d) and no '
+                  'destination compute took it; still %s on %s, task state %s'
+                  % (migration['id'], seconds, run.lost_timeout, raw.get('status'), run.host,
+                     _task_state(raw) or 'none'))
     try:
         _give_up_or_retry(run, record, reason, deadline, True)
     except _AttemptFailed as exc:
@@ -1064,32 +1083,124 @@ def _recover_lost(run, record, migration, seconds, deadline):
     return reason + '; evacuating it again'
 
 
+def _destination_fenced(run, migration):
+    """Whether the destination compute that claimed the move (migration pre-migrating or migrating) is forced down
+    in Nova now - fenced, by a failover of its own or by its operator - from the compute services every worker
+    shares (one read per poll interval)."""
+    dest = migration['dest_compute']
+    if not dest or dest == run.host:
+        return False
+    service = next((s for s in run.compute_services() if s['host'] == dest), None)
+    return bool(service and service['forced_down'])
+
+
+def _recover_cut_off(run, record, migration, deadline):
+    """Decide on a move whose destination was fenced while it rebuilt the instance: when fresh reads show it cut
+    off and another attempt is allowed, record it and return the reason of the retry; None when it is not.
+
+    The destination's rebuild sets the instance's host only at its very end (finish_evacuation, with the migration
+    'done'); a compute that dies before leaves the migration 'pre-migrating' and the instance on the failed host in
+    a rebuild task state for ever: a started compute only resumes the instances whose host it is. Forced down is the
+    same word Nova takes to evacuate from a host - its operator says it is off - so the copy the destination had
+    begun is gone, and the instance is evacuated again elsewhere. The destination keeps the instance's allocation
+    in Placement (its resource tracker leaves an instance that is not its own alone): `allocated_on` names it.
+    A destination that is down but not forced down may be cut off from Nova only and still rebuilding: the
+    instance is waited for, and the timeout's message says to fence that host."""
+    raw = get_server(run.conn, record['id'])
+    if raw is None:
+        raise _AttemptFailed('deleted while it was being evacuated', False)
+    migrations = instance_evacuations(run.conn, record['id'])
+    newest = migrations[0] if migrations else None
+    if not (newest and newest['id'] == migration['id'] and newest['status'] in CLAIMED_MIGRATION_STATES and
+            _host_of(raw) == run.host):
+        return None  # it ended, or arrived on the destination: the wait goes on
+    dest = migration['dest_compute']
+    if not get_compute_service(run.conn, dest)['forced_down']:
+        return None
+    service = get_compute_service(run.conn, run.host)
+    if not (service['forced_down'] or service['state'] == 'down'):
+        return None  # the failed host is back: its compute may finish or clean up the move, never repeat it
+    reason = ('its evacuation was cut off: the destination %s was fenced (forced down in Nova) while migration %s '
+              'was %s; still %s on %s, task state %s' % (dest, migration['id'], newest['status'], raw.get('status'),
+                                                          run.host, _task_state(raw) or 'none'))
+    try:
+        _give_up_or_retry(run, record, reason, deadline, True)
+    except _AttemptFailed as exc:
+        raise _AttemptFailed('%s; left as it is: run again to evacuate it again' % exc.reason, False)
+    record['lost_evacuations'].append(_lost_entry(newest, raw, None, 'evacuated again',
+                                                  allocation_hosts(run.conn, record['id'])))
+    return reason + '; evacuating it again'
+
+
+def _timeout_advice(run, migration):
+    """What the timeout's message tells the operator about a move still under way."""
+    if migration and migration['status'] in CLAIMED_MIGRATION_STATES and migration['dest_compute']:
+        dest = migration['dest_compute']
+        try:
+            service = next((s for s in run.compute_services() if s['host'] == dest), None)
+        except RecoveryError:
+            service = None
+        if service and service['state'] == 'down' and not service['forced_down']:
+            return ('its destination %s went down during the move and is not fenced, so the move can neither end nor '
+                    'be repeated safely: fence %s (host_failover for it), then run again to evacuate it elsewhere'
+                    % (dest, dest))
+    return 'its evacuation may still be under way: wait for it to end, never evacuate it again before'
+
+
+def _loss_words(entry, host, arrived_on):
+    """How the report names one lost or cut-off evacuation of an instance of `host` that arrived on `arrived_on`;
+    an allocation it left on a third host is named (Nova never removes it)."""
+    if entry['migration_status'] == 'accepted':
+        words = 'its evacuation was lost (migration %s accepted, never carried out by a compute' % entry['migration_id']
+    else:
+        words = 'its evacuation to %s was cut off when %s was fenced (migration %s left %s' % (
+            entry['dest_compute'], entry['dest_compute'], entry['migration_id'], entry['migration_status'])
+    kept = [h for h in entry['allocated_on'] or [] if h not in (host, arrived_on)]
+    if kept:
+        words += '; Placement keeps its allocation on %s' % ', '.join(kept)
+    return words + ')'
+
+
 def _after_lost(run, record):
     """Once an instance arrived after a lost evacuation: name the evacuation migrations Nova leaves 'accepted'."""
     if not record['lost_evacuations']:
         return
     left = [m['id'] for m in instance_evacuations(run.conn, record['id']) if m['status'] == 'accepted']
     record['lost_evacuations'][-1]['left_accepted'] = left
-    lost = ', '.join(e['migration_id'] for e in record['lost_evacuations'])
-    note = ('its evacuation was lost (migration %s accepted, never taken by a compute) and it was evacuated '
-            'again; Nova keeps %s accepted' % (lost, ', '.join(left) or 'none'))
+    note = '%s and it was evacuated again; Nova keeps %s accepted' % (
+        '; '.join(_loss_words(e, run.host, record['to']) for e in record['lost_evacuations']), ', '.join(left) or 'none')
     record['reason'] = '%s; %s' % (record['reason'], note) if record['reason'] else note
 
 
 def _suspect_lost(conn, host, records, lost_timeout, now):
-    """Check mode: note in the records of the instances waited for whose evacuation may be lost what a run would
-    do. A run measures the time 'accepted' itself; here the migration's age (created_at, on this machine's UTC
-    clock) tells whether a run would evacuate it again at once. Returns whether one would."""
+    """Check mode: note in the records of the instances waited for whose evacuation may be lost, or was cut off by
+    the fence of its destination, what a run would do. A run measures the time 'accepted' itself; here the
+    migration's age (created_at, on this machine's UTC clock) tells whether a run would evacuate it again at once.
+    Returns whether one would."""
     at_once = False
+    fenced = None  # the hosts forced down, read once when a move claimed by a destination is found
     for record in records:
-        if record['action'] != 'wait' or record['to'] is not None or not lost_timeout:
+        if record['action'] != 'wait' or record['to'] is not None:
             continue
         raw = get_server(conn, record['id'])
         migrations = instance_evacuations(conn, record['id']) if raw else []
-        if raw is None or not _lost_candidate(raw, host, migrations[0] if migrations else None):
+        newest = migrations[0] if migrations else None
+        if raw is None or newest is None or _host_of(raw) != host:
             continue
-        migration = migrations[0]
-        created = parse_time(migration['created_at'])
+        if newest['status'] in CLAIMED_MIGRATION_STATES and newest['dest_compute']:
+            if fenced is None:
+                fenced = set(s['host'] for s in compute_services(conn) if s['forced_down'])
+            if newest['dest_compute'] not in fenced:
+                continue
+            at_once = True
+            action = 'would evacuate it again: its destination %s is fenced (forced down)' % newest['dest_compute']
+            record['lost_evacuations'].append(_lost_entry(newest, raw, None, action))
+            record['reason'] = '%s; migration %s was cut off at %s: %s' % (
+                record['reason'], newest['id'], newest['status'], action)
+            continue
+        if not lost_timeout or not _lost_candidate(raw, host, newest):
+            continue
+        created = parse_time(newest['created_at'])
         age = (now - created).total_seconds() if created else None
         if age is not None and age >= lost_timeout:
             at_once = True
@@ -1098,9 +1209,9 @@ def _suspect_lost(conn, host, records, lost_timeout, now):
         else:
             action = ('would wait for it, and evacuate it again if it stays accepted for lost_evacuation_timeout=%d s'
                       % lost_timeout)
-        record['lost_evacuations'].append(_lost_entry(migration, raw, age, action))
+        record['lost_evacuations'].append(_lost_entry(newest, raw, age, action))
         record['reason'] = '%s; migration %s is accepted since %s: %s' % (
-            record['reason'], migration['id'], migration['created_at'], action)
+            record['reason'], newest['id'], newest['created_at'], action)
     return at_once
 
 

@@ -1,7 +1,8 @@
 """Fixtures of the fault suite (tests/faults): the lab, a scenario per test, and the table printed at the end.
 
 The suite reuses the integration tests' helpers (tests/integration/lab_helpers.py, playbook_harness.py) and starts
-the lab when it is not running, like tests/integration/conftest.py (OHLAB_KEEP=1 keeps a lab it started).
+the lab when it is not running, like tests/integration/conftest.py (OHLAB_KEEP=1 keeps a lab it started;
+OHLAB_KEEP=as-is also leaves the servers of the last scenario, to look at them).
 """
 
 import json
@@ -30,9 +31,10 @@ def lab():
     if started_here:
         labctl('up', '--computes', '3', timeout=1800)
     yield labctl('env')
-    if started_here and not os.environ.get('OHLAB_KEEP'):
+    keep = os.environ.get('OHLAB_KEEP')
+    if started_here and not keep:
         labctl('down', timeout=300)
-    elif RESULTS:
+    elif RESULTS and keep != 'as-is':
         labctl('reset', timeout=600)  # a running lab is left clean for whoever uses it next
 
 

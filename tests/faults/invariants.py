@@ -17,7 +17,8 @@ Invariants:
 - fence_before_evacuation: every evacuation migration from the host was created after its process died;
 - exactly_once: at most one successful evacuation per instance, one server record each, no evacuation left in
   flight unless the report names the instance failed, or names that migration as one of its lost evacuations
-  (Nova never closes a lost evacuation's 'accepted' record; nova_evacuate reports the ids it leaves);
+  (Nova never closes a lost evacuation's 'accepted' record, nor the 'pre-migrating' one of a move its
+  destination's fence cut off; nova_evacuate reports the ids it leaves);
 - target_state: every instance is on another host that is up, enabled and alive, in its target state, with no
   task state and no evacuation lock left behind - or the report names it failed;
 - nothing_lost: no instance deleted or in ERROR unless the report says so;
@@ -159,7 +160,7 @@ def check(conn, lab, host, before, report, since, crashed_at=None, expect_fence=
                 before[server_id]['name'], len(done), ', '.join(m['dest_compute'] or '?' for m in done)))
         lost = (records.get(server_id) or {}).get('lost_evacuations') or []
         named = set(e['migration_id'] for e in lost) | set(i for e in lost for i in e.get('left_accepted') or [])
-        flying = [m for m in flying if not (m['status'] == 'accepted' and m['uuid'] in named)]
+        flying = [m for m in flying if m['uuid'] not in named]
         if flying and server_id not in reported_failed:
             out.fail('exactly_once', '%s has evacuation(s) still %s and the report does not say so' % (
                 before[server_id]['name'], ', '.join(m['status'] for m in flying)))

@@ -47,7 +47,7 @@ class EvacuationCloud(FakeCloud):
     """FakeCloud with server actions and evacuations that advance one step each time the server is read.
 
     script(server, 'novalidhost', 'ok', polls=3): the outcomes of its next evacuations, in order ('ok',
-    'novalidhost', 'failed', 'claim', 'error-on-dest', 'stuck'), each `polls` seconds (of the cloud's clock) after
+    'novalidhost', 'failed', 'claim', 'error-on-dest', 'stuck', 'cut' - claimed by its destination, which dies), each `polls` seconds (of the cloud's clock) after
     its request. A power action takes a second.
     """
 
@@ -182,6 +182,9 @@ class EvacuationCloud(FakeCloud):
                            if s['host'] != source and self._usable(s['host'])), None)
         if target is None or not self._usable(target):
             outcome = 'novalidhost'
+        if outcome == 'cut':  # the destination claims it (pre-migrating) and dies before its rebuild ends
+            migration.update(status='pre-migrating', dest_compute=target)
+            self.claims.setdefault(server['id'], []).append(target)
         self.jobs[server['id']] = dict(migration=migration, outcome=outcome, due=self.clock() + polls, dest=target,
                                        vm_state=server['OS-EXT-STS:vm_state'],
                                        stops=_version(microversion) >= (2, 95))
@@ -200,7 +203,7 @@ class EvacuationCloud(FakeCloud):
             server = self._find(server_id)
             if server is None:
                 del self.jobs[server_id]
-            elif job['due'] <= self.clock() and job.get('outcome') != 'stuck':
+            elif job['due'] <= self.clock() and job.get('outcome') not in ('stuck', 'cut'):
                 self._finish(server, job)
 
     def _finish(self, server, job):
@@ -1745,10 +1748,11 @@ def test_a_lost_evacuation_is_evacuated_again():
     assert record['history'][1]['migration_status'] == 'done'
     entry, = record['lost_evacuations']
     assert entry == dict(migration_id=lost_id, created_at=cloud.migrations[-1]['created_at'], dest_compute=None,
+                         migration_status='accepted',
                          status='REBUILD', task_state='rebuilding', accepted_seconds=60.0, action='evacuated again',
                          left_accepted=[lost_id], allocated_on=['compute1'])
-    assert record['reason'] == ('its evacuation was lost (migration %s accepted, never taken by a compute) and it '
-                                'was evacuated again; Nova keeps %s accepted' % (lost_id, lost_id))
+    assert record['reason'] == ('its evacuation was lost (migration %s accepted, never carried out by a compute) and '
+                                'it was evacuated again; Nova keeps %s accepted' % (lost_id, lost_id))
     assert result['totals']['evacuations'] == 2 and result['changed'] is True
 
 
@@ -1815,6 +1819,38 @@ def test_an_accepted_evacuation_with_a_destination_claimed_is_never_repeated(pla
     record = by_name(failing(cloud, timeout=100, lost_evacuation_timeout=30).facts)['vm-0']
     assert len(cloud.evacuations()) == 1 and record['lost_evacuations'] == []
     assert record['reason'].startswith('not ACTIVE on another host within timeout=100s')
+
+
+def test_an_accepted_evacuation_its_compute_gave_up_is_evacuated_again_despite_the_claim():
+    # seen in the lab after a conductor restart: the conductor's rebuild_server event a success, the destination's
+    # first call to the restarting conductor failed - reverts_task_state set none, the migration stays 'accepted'
+    # and the scheduler's claim on compute3 stays in Placement
+    cloud = _lost_cloud()
+    server = cloud.server('vm-0')
+    cloud.script(server, 'stuck', 'ok')
+    cloud.claims[server['id']] = ['compute3']
+    original = cloud._evacuate
+
+    def gives_up(server, body, microversion):
+        answer = original(server, body, microversion)
+        if len(cloud.evacuations()) == 1:
+            server['OS-EXT-STS:task_state'] = None
+            server['status'] = 'ACTIVE'
+        return answer
+    cloud._evacuate = gives_up
+    record = evacuate(cloud, lost_evacuation_timeout=30)['instances'][0]
+    lost = cloud.migrations[-1]
+    assert (record['outcome'], record['attempts'], len(cloud.evacuations())) == ('moved', 2, 2)
+    assert record['history'][0]['error'] == (
+        'its evacuation was dropped: migration %s accepted for 30 s (lost_evacuation_timeout=30), the scheduler had '
+        'claimed compute3 for it, and no compute holds the move (the instance has no task state any more); still '
+        'ACTIVE on compute1; evacuating it again' % lost['uuid'])
+    entry, = record['lost_evacuations']
+    assert (entry['task_state'], entry['allocated_on']) == (None, ['compute1', 'compute3'])
+    # it arrived on compute2: compute3 keeps the claim the first scheduling made
+    assert record['to'] == 'compute2' and record['reason'].startswith(
+        'its evacuation was lost (migration %s accepted, never carried out by a compute; Placement keeps its '
+        'allocation on compute3) and it was evacuated again' % lost['uuid'])
 
 
 def test_an_evacuation_accepted_within_the_lost_timeout_is_waited_for():
@@ -1932,6 +1968,90 @@ def test_check_mode_says_what_it_would_do_with_a_lost_evacuation_and_changes_not
     # only fresh ones: no change predicted
     cloud.migrations[-1]['created_at'] = cloud.migrations[0]['created_at']
     assert evacuate(cloud, check_mode=True, lost_evacuation_timeout=120)['changed'] is False
+
+
+# a move cut off: its destination claimed it (pre-migrating) and died before the rebuild ended
+
+
+def _cut_off_cloud(fenced_after):
+    """vm-0's first evacuation is claimed by compute2, which dies: Nova sees it down at once, and forced down
+    (fenced) `fenced_after` seconds after the evacuation (never when None)."""
+    cloud = _lost_cloud()
+    cloud.script(cloud.server('vm-0'), 'cut', 'ok')
+    original_evacuate, original_advance = cloud._evacuate, cloud._advance
+    sent = []
+
+    def evacuate(server, body, microversion):
+        answer = original_evacuate(server, body, microversion)
+        if not sent:
+            cloud.service('compute2')['state'] = 'down'
+        sent.append(cloud.clock())
+        return answer
+
+    def advance():
+        if fenced_after is not None and sent and cloud.clock() >= sent[0] + fenced_after:
+            cloud.crash('compute2')
+        original_advance()
+    cloud._evacuate, cloud._advance = evacuate, advance
+    return cloud
+
+
+def test_a_move_cut_off_by_the_fence_of_its_destination_is_evacuated_again_elsewhere():
+    cloud = _cut_off_cloud(fenced_after=20)
+    result = evacuate(cloud, lost_evacuation_timeout=0)  # the cut-off needs no lost timeout: the fence says
+    record = result['instances'][0]
+    cut = cloud.migrations[-1]
+    assert (record['outcome'], record['to'], record['attempts']) == ('moved', 'compute3', 2)
+    assert hosts_of(cloud) == {'vm-0': ('compute3', 'ACTIVE')}
+    assert _posted(cloud, 'vm-0') == ['lock', 'evacuate', 'evacuate', 'unlock']
+    assert record['history'][0]['error'] == (
+        'its evacuation was cut off: the destination compute2 was fenced (forced down in Nova) while migration %s '
+        'was pre-migrating; still REBUILD on compute1, task state rebuilding; evacuating it again' % cut['uuid'])
+    entry, = record['lost_evacuations']
+    assert (entry['migration_id'], entry['migration_status'], entry['dest_compute'], entry['allocated_on'],
+            entry['action']) == (cut['uuid'], 'pre-migrating', 'compute2', ['compute1', 'compute2'], 'evacuated again')
+    assert record['reason'] == (
+        'its evacuation to compute2 was cut off when compute2 was fenced (migration %s left pre-migrating; Placement '
+        'keeps its allocation on compute2) and it was evacuated again; Nova keeps none accepted' % cut['uuid'])
+    # the new migration carries the move, never the one cut off
+    assert record['history'][1]['migration_id'] == cloud.migrations[0]['uuid'] != cut['uuid']
+
+
+def test_a_move_whose_destination_is_down_but_not_fenced_is_never_repeated():
+    cloud = _cut_off_cloud(fenced_after=None)
+    record = by_name(failing(cloud, timeout=100).facts)['vm-0']
+    assert len(cloud.evacuations()) == 1 and record['lost_evacuations'] == []
+    assert record['reason'].endswith(
+        'migration pre-migrating; its destination compute2 went down during the move and is not fenced, so the move '
+        'can neither end nor be repeated safely: fence compute2 (host_failover for it), then run again to evacuate it '
+        'elsewhere')
+
+
+def test_a_rerun_evacuates_again_a_move_an_earlier_run_saw_cut_off():
+    cloud = _cut_off_cloud(fenced_after=0)
+    cloud._evacuate(cloud.server('vm-0'), {}, '2.94')  # the earlier run's evacuation; compute2 then fenced
+    cloud.crash('compute2')
+    record = evacuate(cloud)['instances'][0]
+    assert (record['action'], record['resumed'], record['outcome'], record['to']) == ('evacuate', True, 'moved',
+                                                                                      'compute3')
+    assert _posted(cloud, 'vm-0') == ['lock', 'evacuate', 'unlock']
+    assert record['lost_evacuations'][0]['migration_status'] == 'pre-migrating'
+
+
+def test_check_mode_says_it_would_evacuate_again_a_move_cut_off_and_changes_nothing():
+    cloud = _cut_off_cloud(fenced_after=None)
+    cloud._evacuate(cloud.server('vm-0'), {}, '2.94')
+    cloud.requests[:] = []
+    # compute2 down, not fenced: the move is only waited for
+    result = evacuate(cloud, check_mode=True)
+    assert result['changed'] is False and result['instances'][0]['lost_evacuations'] == []
+    cloud.crash('compute2')
+    result = evacuate(cloud, check_mode=True)
+    record = result['instances'][0]
+    assert result['changed'] is True and record['action'] == 'wait'
+    assert record['lost_evacuations'][0]['action'] == 'would evacuate it again: its destination compute2 is fenced ' \
+                                                      '(forced down)'
+    assert cloud.sent('compute', 'POST') == [] and cloud.sent('compute', 'PUT') == []
 
 
 @pytest.mark.parametrize('value', [1, 29, -5])
