@@ -922,6 +922,7 @@ def _wait_for(run, record, known, deadline, entry=None, adopted=False):
     power_sent = False
     server_read = None
     accepted_since = {}  # migration id -> when this wait first saw it 'accepted'
+    cut_off_checked = {}  # migration id -> when to look again whether its fenced destination cut it off
     while True:
         listed = run.host_migrations(generation)
         mine = [m for m in listed if m['instance_uuid'] == record['id'] and (known is None or m['id'] not in known)]
@@ -934,10 +935,12 @@ def _wait_for(run, record, known, deadline, entry=None, adopted=False):
                 if lost:
                     raise _AttemptFailed(lost, True)
                 accepted_since[migration['id']] = since + SERVER_CHECK  # not lost: look again later
-        if mstatus in CLAIMED_MIGRATION_STATES and _destination_fenced(run, migration):
+        if (mstatus in CLAIMED_MIGRATION_STATES and run.clock() >= cut_off_checked.get(migration['id'], 0) and
+                _destination_fenced(run, migration)):
             cut_off = _recover_cut_off(run, record, migration, deadline)
             if cut_off:
                 raise _AttemptFailed(cut_off, True)
+            cut_off_checked[migration['id']] = run.clock() + SERVER_CHECK  # not cut off: look again later
         if entry is not None and migration:
             entry.update(dest=migration['dest_compute'], migration_id=migration['id'], migration_status=mstatus)
         moving = migration is not None and mstatus not in MOVED_MIGRATION_STATES + FAILED_MIGRATION_STATES
@@ -1115,9 +1118,10 @@ def _recover_cut_off(run, record, migration, deadline):
             _host_of(raw) == run.host):
         return None  # it ended, or arrived on the destination: the wait goes on
     dest = migration['dest_compute']
-    if not get_compute_service(run.conn, dest)['forced_down']:
+    services = compute_services(run.conn)
+    if not find_service(services, dest)['forced_down']:
         return None
-    service = get_compute_service(run.conn, run.host)
+    service = find_service(services, run.host)
     if not (service['forced_down'] or service['state'] == 'down'):
         return None  # the failed host is back: its compute may finish or clean up the move, never repeat it
     reason = ('its evacuation was cut off: the destination %s was fenced (forced down in Nova) while migration %s '
