@@ -162,7 +162,7 @@ options:
         migration stays C(accepted) and the instance in task state C(rebuilding) on the failed host for ever. A
         lost one is recovered only when fresh reads still show it so (the instance on the failed host, in task
         state C(rebuilding) or none, its newest migration C(accepted), Placement holding no destination for it -
-        a claimed one means a compute may still be at it, unless the instance has no task state any more: the
+        a claimed one means a compute may still be at it, unless the instance has no task state any more, as when the
         compute gave the move up) and the failed host is still down or forced down;
         then it is evacuated again as a retry (counted in O(retries), within O(timeout)). Nova accepts the
         evacuation of an instance in task state C(rebuilding), so its state is not reset and a stopped instance
@@ -174,10 +174,10 @@ options:
       - Keep it above the time the cloud's nova-conductor and scheduler may take to pass an evacuation on to
         a compute (their rpc_response_timeout, 60 s by default); an evacuation that was only slow and still
         arrives after the retry started would rebuild the instance a second time. At least 30.
-      - Whatever this option, a move cut off by its destination is evacuated again as a retry too: the destination
+      - Whatever this option, a move cut off by its destination is evacuated again as a retry too - the destination
         compute claimed it (migration C(pre-migrating)) and Nova then has that host forced down - fenced by its
         own failover or by its operator - while the instance is still on the failed host. A destination that is
-        only down is never taken for dead (it may still be rebuilding): the instance is waited for, and the
+        only down is never taken for dead (it may still be rebuilding); the instance is waited for, and the
         timeout's message says to fence that host and run again. Reported in RV(instances[].lost_evacuations)
         too; Placement keeps the instance's allocation on that destination (its compute leaves an instance that
         is not its own alone), named in C(allocated_on).
