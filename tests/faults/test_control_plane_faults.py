@@ -21,8 +21,11 @@ SLOW = dict(host_failover_concurrency=2)
 # nova-conductor takes the evacuations Nova API casts to it off RabbitMQ and loses those it was working on when it
 # stops (a RabbitMQ restart drops what its queues held): their migrations stay 'accepted' and the instances in task
 # state 'rebuilding' on the failed host for ever. nova_evacuate declares such an evacuation lost after
-# lost_evacuation_timeout and evacuates it again (no state reset); the report names it per instance.
-# (Seen before that: 2 of 6 instances stuck after a conductor restart, 1 of 6 after a RabbitMQ restart.)
+# lost_evacuation_timeout and evacuates it again (no state reset); the report names it per instance. Seen most
+# often after a conductor restart: the conductor had scheduled and cast the move (the destination claimed in
+# Placement), the destination's first call to the restarting conductor failed and it gave the move up - task state
+# none, migration still 'accepted'. (Seen before nova_evacuate handled it: 2 of 6 instances stuck after a conductor
+# restart, 1 of 6 after a RabbitMQ restart.)
 @pytest.mark.parametrize('service', ['nova-conductor', 'rabbitmq'])
 def test_service_restarted_mid_evacuation(scenario, service):
     # the stopped one first: it is among the evacuations in flight when the service restarts
