@@ -52,6 +52,21 @@ options:
     description:
       - Region of the cloud to act in.
     type: str
+  token_cache:
+    description:
+      - A directory where the module leaves its Keystone token for the next module with the same credentials,
+        and starts from the token an earlier one left there instead of logging in. Every module is a process of
+        its own, so without it each one asks Keystone for a token, and its first request makes the API validate a
+        token it has not seen yet.
+      - Unset (the default), nothing is written. Without it, the C(OPENSTACK_HA_TOKEN_CACHE) environment variable
+        sets it.
+      - Each file holds keystoneauth's auth state (the token, its expiry and the catalog) for one set of
+        credentials (named after a hash of every auth option, password included), mode 0600 in a directory made
+        0700; a file another user owns, or others may read, is never used. A token that expires within two
+        minutes is replaced by a new login, and one the cloud has revoked by a login at its first 401. The token
+        is a bearer secret - keep the directory as private as the clouds.yaml holding the password.
+      - A cache that cannot be read or written costs a warning and a login, never the module's work.
+    type: path
   validate_certs:
     description:
       - Whether to verify the OpenStack API TLS certificates.

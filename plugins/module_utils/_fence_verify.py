@@ -48,6 +48,7 @@ from ansible_collections.openstack_ha.recovery.plugins.module_utils._openstack i
     OPENSTACKSDK_IMPORT_ERROR,
     RecoveryError,
     connect,
+    save_token,
 )
 from ansible_collections.openstack_ha.recovery.plugins.module_utils._redfish import (
     HAS_REQUESTS,
@@ -461,12 +462,16 @@ def nova_reader(params, connect_function=None):
     microversion = params.get('compute_microversion') or SERVICES_MICROVERSION
 
     def read():
-        if not connection:
+        first = not connection
+        if first:
             try:
                 connection.append(connect(params, connect_function=connect_function))
             except RecoveryError as exc:
                 raise NovaReadError(exc.msg)
-        return read_compute_service(connection[0], params['host'], microversion=microversion)
+        service = read_compute_service(connection[0], params['host'], microversion=microversion)
+        if first:
+            save_token(connection[0])  # authenticated now: leave the token for the modules after this one
+        return service
     return read
 
 
