@@ -1071,8 +1071,8 @@ def _recover_lost(run, record, migration, seconds, deadline):
     if claimed:
         reason = ('its evacuation was dropped: migration %s accepted for %d s (lost_evacuation_timeout=%d), the '
                   'scheduler had claimed %s for it, and no compute holds the move (the instance has no task state '
-                  'any more); still %s on %s' % (migration['id'], seconds, run.lost_timeout, ', '.join(claimed),
-                                                  raw.get('status'), run.host))
+                  'any more); still %s on %s'
+                  % (migration['id'], seconds, run.lost_timeout, ', '.join(claimed), raw.get('status'), run.host))
     else:
         reason = ('its evacuation was lost: migration %s accepted for %d s (lost_evacuation_timeout=%d) and no '
                   'destination compute took it; still %s on %s, task state %s'
@@ -1125,8 +1125,8 @@ def _recover_cut_off(run, record, migration, deadline):
     if not (service['forced_down'] or service['state'] == 'down'):
         return None  # the failed host is back: its compute may finish or clean up the move, never repeat it
     reason = ('its evacuation was cut off: the destination %s was fenced (forced down in Nova) while migration %s '
-              'was %s; still %s on %s, task state %s' % (dest, migration['id'], newest['status'], raw.get('status'),
-                                                          run.host, _task_state(raw) or 'none'))
+              'was %s; still %s on %s, task state %s'
+              % (dest, migration['id'], newest['status'], raw.get('status'), run.host, _task_state(raw) or 'none'))
     try:
         _give_up_or_retry(run, record, reason, deadline, True)
     except _AttemptFailed as exc:

@@ -47,8 +47,8 @@ class EvacuationCloud(FakeCloud):
     """FakeCloud with server actions and evacuations that advance one step each time the server is read.
 
     script(server, 'novalidhost', 'ok', polls=3): the outcomes of its next evacuations, in order ('ok',
-    'novalidhost', 'failed', 'claim', 'error-on-dest', 'stuck', 'cut' - claimed by its destination, which dies), each `polls` seconds (of the cloud's clock) after
-    its request. A power action takes a second.
+    'novalidhost', 'failed', 'claim', 'error-on-dest', 'stuck', 'cut' - claimed by its destination, which dies),
+    each `polls` seconds (of the cloud's clock) after its request. A power action takes a second.
     """
 
     def __init__(self, clock=None):
