@@ -102,7 +102,10 @@ def test_target_compute_crashes_while_instances_land_on_it(scenario):
         assert (server.compute_host, server.status, server.task_state) == (
             second, invariants.TARGET_STATUS[was['status']], None), (was['name'], server.compute_host, server.status)
     assert run_target.rc == 0, run_target.output[-3000:]
-    assert run.rc == 0, run.output[-3000:]
+    # the first run may only fail the verification of what it moved to the target before the target crashed
+    unverified = set(v['id'] for v in report.get('verification') or [] if not v['ok'])
+    assert run.rc == 0 or (unverified and unverified <= set(landed) and
+                           all(r['outcome'] == 'moved' for r in report['evacuation']['instances'])), run.output[-3000:]
 
 
 def test_controller_killed_after_the_first_evacuation_then_run_again(scenario):
