@@ -69,12 +69,14 @@ class Host:
 
     def _record(self, **changes):
         self.state.update(changes, changed=time.time())
-        write_atomic(os.path.join(self.dir, SERVICE_STATE_FILE), json.dumps(self.state) + '\n')
+        # the pid file first: labctl takes a record of this init without a live pid file for a stopped service, and
+        # between the two writes (seconds on a loaded machine) it asked a running service to start (CI rehearsal)
         pidfile = os.path.join(self.dir, SERVICE_PID_FILE)
         if self.state['state'] == 'running':
             write_atomic(pidfile, '%d\n' % self.state['pid'])
         elif os.path.exists(pidfile):
             os.unlink(pidfile)
+        write_atomic(os.path.join(self.dir, SERVICE_STATE_FILE), json.dumps(self.state) + '\n')
 
     def start_sshd(self):
         if not self.sshd_config:
