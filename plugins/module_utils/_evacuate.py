@@ -1078,11 +1078,18 @@ def _recover_lost(run, record, migration, seconds, deadline):
                   'destination compute took it; still %s on %s, task state %s'
                   % (migration['id'], seconds, run.lost_timeout, raw.get('status'), run.host,
                      _task_state(raw) or 'none'))
+    return _evacuate_again(run, record, reason, deadline, _lost_entry(migration, raw, seconds, 'evacuated again',
+                                                                      allocated_on))
+
+
+def _evacuate_again(run, record, reason, deadline, entry):
+    """A move found lost or cut off: record `entry` and return the reason of the retry when another attempt is
+    allowed; else raise the final _AttemptFailed (the instance is left as it is)."""
     try:
         _give_up_or_retry(run, record, reason, deadline, True)
     except _AttemptFailed as exc:
         raise _AttemptFailed('%s; left as it is: run again to evacuate it again' % exc.reason, False)
-    record['lost_evacuations'].append(_lost_entry(migration, raw, seconds, 'evacuated again', allocated_on))
+    record['lost_evacuations'].append(entry)
     return reason + '; evacuating it again'
 
 
@@ -1127,13 +1134,8 @@ def _recover_cut_off(run, record, migration, deadline):
     reason = ('its evacuation was cut off: the destination %s was fenced (forced down in Nova) while migration %s '
               'was %s; still %s on %s, task state %s'
               % (dest, migration['id'], newest['status'], raw.get('status'), run.host, _task_state(raw) or 'none'))
-    try:
-        _give_up_or_retry(run, record, reason, deadline, True)
-    except _AttemptFailed as exc:
-        raise _AttemptFailed('%s; left as it is: run again to evacuate it again' % exc.reason, False)
-    record['lost_evacuations'].append(_lost_entry(newest, raw, None, 'evacuated again',
-                                                  allocation_hosts(run.conn, record['id'])))
-    return reason + '; evacuating it again'
+    return _evacuate_again(run, record, reason, deadline, _lost_entry(newest, raw, None, 'evacuated again',
+                                                                      allocation_hosts(run.conn, record['id'])))
 
 
 def _timeout_advice(run, migration):

@@ -221,20 +221,17 @@ class OpenStackModule:
         """Check the import, connect, act, and report: the only place that ends the module."""
         if not HAS_OPENSTACKSDK:
             self.ansible.fail_json(msg=missing_required_lib('openstacksdk'), exception=OPENSTACKSDK_IMPORT_ERROR)
-        conn = None
+        conn = failure = None
         try:
             conn = connect(self.params, warn=self.ansible.warn)
             result = self.act(conn)
         except RecoveryError as exc:
-            self._save_token(conn)
-            self.ansible.fail_json(msg=exc.msg, **exc.facts)
+            failure = dict(exc.facts, msg=exc.msg)
         except sdk_exceptions.SDKException as exc:
-            self._save_token(conn)
-            self.ansible.fail_json(msg='OpenStack API error: %s' % exc, exception=traceback.format_exc())
-        self._save_token(conn)
+            failure = dict(msg='OpenStack API error: %s' % exc, exception=traceback.format_exc())
+        finally:
+            if conn is not None:
+                save_token(conn)  # whatever act did: the token is good for the next module
+        if failure is not None:
+            self.ansible.fail_json(**failure)
         self.ansible.exit_json(**result)
-
-    @staticmethod
-    def _save_token(conn):
-        if conn is not None:
-            save_token(conn)
