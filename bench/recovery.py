@@ -598,7 +598,12 @@ def parse_args(argv):
     parser.add_argument('--timeout-base', type=float, default=600, help='seconds a run may take, plus ...')
     parser.add_argument('--timeout-per-server', type=float, default=6, help='... this many per server')
     parser.add_argument('--keep-workdir', action='store_true', help='keep the logs of every run')
+    parser.add_argument('--combine', nargs='+', metavar='RESULTS_JSON',
+                        help='run nothing: count the runs of these earlier recovery.json files together (e.g. '
+                             'repetitions made in separate invocations) and write the table, JSON and plot to --out')
     args = parser.parse_args(argv)
+    if args.combine:
+        return args
     if args.quick:
         args.sizes, args.repeat = '5', 1
     try:
@@ -618,6 +623,12 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.combine:
+        try:
+            return write_results(combine(args.combine), args.out)
+        except ValueError as error:
+            say(str(error))
+            return 2
     sys.path.insert(0, HERE)
 
     def interrupted(signum, frame):
@@ -689,16 +700,60 @@ def main(argv=None):
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    summary = summarize(runs)
     results = {'sizes': args.sizes, 'repeat': args.repeat, 'systems': args.systems, 'failed_host': FAILED_HOST,
                'computes': len(bench.env['hosts']) if bench.env else None,
                'load_average_at_end': os.getloadavg(), 'seconds': round(time.monotonic() - t_start, 1),
                'systems_config': {name: getattr(system, 'config', None) for name, system in systems.items()},
-               'setup_errors': setup_errors, 'runs': runs, 'summary': summary}
-    results_json = os.path.join(args.out, 'recovery.json')
-    with open(results_json, 'w') as out:
-        json.dump(results, out, indent=1)
-    png = os.path.join(args.out, 'recovery.png')
+               'setup_errors': setup_errors, 'runs': runs, 'summary': summarize(runs)}
+    return write_results(results, args.out)
+
+
+def combine(paths):
+    """One results document from several recovery.json files: every run of each (tagged with its file's name in
+    'source'), the union of their sizes and systems, the largest repetition count, and the summary over all runs.
+    The files must agree on the failed host and the lab's size (else ValueError naming the file)."""
+    parts = []
+    for path in paths:
+        try:
+            with open(path) as handle:
+                part = json.load(handle)
+        except (OSError, ValueError) as error:
+            raise ValueError('--combine %s: cannot read it as results JSON (%s)' % (path, error))
+        if not isinstance(part, dict) or not isinstance(part.get('runs'), list):
+            raise ValueError('--combine %s: no "runs" list; is it a bench/recovery.py recovery.json?' % path)
+        parts.append((path, part))
+    first_path, first = parts[0]
+    for path, part in parts[1:]:
+        for key in ('failed_host', 'computes'):
+            if part.get(key) != first.get(key):
+                raise ValueError('--combine %s: %s %r, but %s has %r: runs of different labs are not comparable'
+                                 % (path, key, part.get(key), first_path, first.get(key)))
+    runs = [dict(run, source=os.path.basename(os.path.dirname(os.path.abspath(path))) or path)
+            for path, part in parts for run in part['runs']]
+    systems = sorted({run['system'] for run in runs}, key=system_order)
+    config, setup_errors = {}, {}
+    for path, part in parts:
+        config.update(part.get('systems_config') or {})
+        setup_errors.update(part.get('setup_errors') or {})
+    repeat = max([sum(1 for r in runs if r['system'] == s and r['n'] == n) for s in systems
+                  for n in {r['n'] for r in runs}] or [0])
+    return {'sizes': sorted({run['n'] for run in runs}), 'repeat': repeat, 'systems': systems,
+            'failed_host': first.get('failed_host'), 'computes': first.get('computes'),
+            'combined_from': [{'file': path, 'seconds': part.get('seconds'),
+                               'load_average_at_end': part.get('load_average_at_end')} for path, part in parts],
+            'seconds': round(sum(part.get('seconds') or 0 for path, part in parts), 1),
+            'systems_config': config, 'setup_errors': setup_errors, 'runs': runs, 'summary': summarize(runs)}
+
+
+def write_results(results, out):
+    """Write RESULTS as OUT/recovery.json and the plot OUT/recovery.png; print the table and the summary line.
+    -> the exit code: 0 only when there were runs, every system could run and every run recovered."""
+    runs, setup_errors, summary = results['runs'], results['setup_errors'], results['summary']
+    os.makedirs(out, exist_ok=True)
+    results_json = os.path.join(out, 'recovery.json')
+    with open(results_json, 'w') as handle:
+        json.dump(results, handle, indent=1)
+    png = os.path.join(out, 'recovery.png')
     try:
         plot(results_json, png)
     except (subprocess.CalledProcessError, OSError) as error:

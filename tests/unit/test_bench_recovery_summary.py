@@ -102,3 +102,47 @@ def test_options_quick_and_bad_values_name_the_option(capsys):
         with pytest.raises(SystemExit):
             recovery.parse_args(argv)
         assert message in capsys.readouterr().err
+
+
+def write_results(tmp_path, name, runs, computes=3, failed_host='compute1'):
+    directory = tmp_path / name
+    directory.mkdir()
+    path = directory / 'recovery.json'
+    path.write_text(json.dumps({'failed_host': failed_host, 'computes': computes, 'seconds': 100.0, 'runs': runs,
+                                'systems_config': {}, 'setup_errors': {}}))
+    return str(path)
+
+
+def test_combine_counts_the_runs_of_separate_invocations_together(tmp_path):
+    first = write_results(tmp_path, 'run1', [run('floor', 10, 4.0), run('naive', 10, 20.0), run('floor', 100, 40.0)])
+    second = write_results(tmp_path, 'run2', [run('floor', 10, 6.0), run('naive', 10, 30.0),
+                                              run('naive', 10, 0, ok=False)])
+    results = recovery.combine([first, second])
+    assert results['sizes'] == [10, 100]
+    assert results['systems'] == ['floor', 'naive']
+    assert results['repeat'] == 3  # naive at N=10: two runs recovered and one failed
+    assert results['seconds'] == 200.0
+    assert [run['source'] for run in results['runs']] == ['run1'] * 3 + ['run2'] * 3
+    assert results['summary']['floor']['10']['last_active'] == {'n': 2, 'median': 5.0, 'min': 4.0, 'max': 6.0}
+    assert results['summary']['naive']['10']['failed'] == 1
+    assert results['summary']['naive']['10']['ratio'] == 5.0  # 25 / 5
+    assert results['summary']['floor']['100']['runs'] == 1
+
+
+def test_combine_refuses_runs_of_different_labs_and_files_that_are_not_results(tmp_path):
+    first = write_results(tmp_path, 'run1', [run('floor', 10, 4.0)])
+    bigger = write_results(tmp_path, 'run2', [run('floor', 10, 4.0)], computes=5)
+    try:
+        recovery.combine([first, bigger])
+    except ValueError as error:
+        assert 'run2/recovery.json' in str(error) and 'computes' in str(error)
+    else:
+        raise AssertionError('runs of a 3- and a 5-host lab were combined')
+    other = tmp_path / 'other.json'
+    other.write_text('{"servers": []}')
+    try:
+        recovery.combine([first, str(other)])
+    except ValueError as error:
+        assert 'other.json' in str(error) and '"runs"' in str(error)
+    else:
+        raise AssertionError('a file without runs was combined')
