@@ -600,7 +600,8 @@ def parse_args(argv):
     parser.add_argument('--keep-workdir', action='store_true', help='keep the logs of every run')
     parser.add_argument('--combine', nargs='+', metavar='RESULTS_JSON',
                         help='run nothing: count the runs of these earlier recovery.json files together (e.g. '
-                             'repetitions made in separate invocations) and write the table, JSON and plot to --out')
+                             'repetitions made in separate invocations) and write the table, JSON and plot to --out; '
+                             'FILE:SYSTEM,SYSTEM counts only those systems of FILE')
     args = parser.parse_args(argv)
     if args.combine:
         return args
@@ -711,9 +712,17 @@ def main(argv=None):
 def combine(paths):
     """One results document from several recovery.json files: every run of each (tagged with its file's name in
     'source'), the union of their sizes and systems, the largest repetition count, and the summary over all runs.
-    The files must agree on the failed host and the lab's size (else ValueError naming the file)."""
+    The files must agree on the failed host and the lab's size (else ValueError naming the file).
+    A path may end in ':SYSTEM,SYSTEM...': only those systems' runs of that file count (e.g. a file whose
+    collection runs measured older code)."""
     parts = []
     for path in paths:
+        path, _, only = path.partition(':')
+        only = [name.strip() for name in only.split(',') if name.strip()]
+        unknown = [name for name in only if name not in SYSTEMS]
+        if unknown:
+            raise ValueError('--combine %s: unknown system(s) %s; choose from %s'
+                             % (path, ', '.join(unknown), ', '.join(SYSTEMS)))
         try:
             with open(path) as handle:
                 part = json.load(handle)
@@ -721,6 +730,8 @@ def combine(paths):
             raise ValueError('--combine %s: cannot read it as results JSON (%s)' % (path, error))
         if not isinstance(part, dict) or not isinstance(part.get('runs'), list):
             raise ValueError('--combine %s: no "runs" list; is it a bench/recovery.py recovery.json?' % path)
+        if only:
+            part = dict(part, runs=[run for run in part['runs'] if run['system'] in only])
         parts.append((path, part))
     first_path, first = parts[0]
     for path, part in parts[1:]:

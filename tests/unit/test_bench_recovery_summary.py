@@ -146,3 +146,19 @@ def test_combine_refuses_runs_of_different_labs_and_files_that_are_not_results(t
         assert 'other.json' in str(error) and '"runs"' in str(error)
     else:
         raise AssertionError('a file without runs was combined')
+
+
+def test_combine_can_take_only_some_systems_of_a_file(tmp_path):
+    old = write_results(tmp_path, 'old', [run('floor', 10, 4.0), run('collection', 10, 90.0)])
+    new = write_results(tmp_path, 'new', [run('floor', 10, 6.0), run('collection', 10, 20.0)])
+    results = recovery.combine([old + ':floor', new])
+    assert [(r['source'], r['system']) for r in results['runs']] == [
+        ('old', 'floor'), ('new', 'floor'), ('new', 'collection')]
+    assert results['summary']['collection']['10']['last_active']['median'] == 20.0
+    assert results['summary']['collection']['10']['ratio'] == 4.0  # 20 / median(4, 6)
+    try:
+        recovery.combine([old + ':floor,collecton'])
+    except ValueError as error:
+        assert 'collecton' in str(error) and 'old/recovery.json' in str(error)
+    else:
+        raise AssertionError('an unknown system name was taken')
