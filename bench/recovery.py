@@ -477,7 +477,10 @@ class Bench:
         os.symlink(REPO, os.path.join(self.collections, 'ansible_collections', 'openstack_ha', 'recovery'))
 
     def ansible_env(self, workdir):
+        # OPENSTACK_HA_TOKEN_CACHE: a new directory per run, so that each run logs in to Keystone once, as the
+        # floor and naive scripts do (the roles' default directory would carry a token from one run to the next)
         return dict(os.environ, ANSIBLE_COLLECTIONS_PATH=self.collections, ANSIBLE_NOCOLOR='1',
+                    OPENSTACK_HA_TOKEN_CACHE=os.path.join(workdir, 'tokens'),
                     OS_CLIENT_CONFIG_FILE=self.env['clouds_yaml'], ANSIBLE_PYTHON_INTERPRETER=sys.executable,
                     ANSIBLE_LOCAL_TEMP=os.path.join(workdir, 'ansible-tmp'),
                     ANSIBLE_LOG_PATH=os.path.join(workdir, 'ansible.log'),
