@@ -87,7 +87,7 @@ TRUE_VALUES = ('true', 'yes', 'on', '1')
 
 SERVICE_KEYS = ('id', 'host', 'zone', 'state', 'status', 'enabled', 'forced_down', 'disabled_reason', 'updated_at')
 SERVICE_RESULT_KEYS = ('pending_evacuations', 'service')
-HOST_INFO_RESULT_KEYS = ('aggregates', 'availability_zone', 'capacity', 'host', 'instances', 'service')
+HOST_INFO_RESULT_KEYS = ('aggregates', 'availability_zone', 'capacity', 'host', 'instances', 'service', 'waited')
 
 
 class NovaError(RecoveryError):
@@ -720,14 +720,29 @@ def capacity_report(conn, host, zone, services, aggregates, instances, nodes=Non
 
 
 def host_info(conn, host, evacuable_tag='evacuable', evacuable_sources=EVACUABLE_SOURCES, evacuable_default=True,
-              now=None):
+              wait_down=0, wait_interval=2.0, now=None, clock=time.monotonic, sleep=None):
     """nova_host_info: everything about one host. Read-only. Raises NovaError (unknown host, API failure)
-    with the facts known so far."""
-    facts = dict(host=host, service=None, instances=[], aggregates=[], availability_zone=None, capacity=None)
+    with the facts known so far.
+
+    WAIT_DOWN > 0: while Nova sees the service up, read the services again every WAIT_INTERVAL seconds, for up to
+    WAIT_DOWN seconds (a dead nova-compute is down for Nova only after its service_down_time); everything else is
+    read after. 'waited' says how long that took."""
+    facts = dict(host=host, service=None, instances=[], aggregates=[], availability_zone=None, capacity=None,
+                 waited=0.0)
+    if wait_down < 0 or wait_interval <= 0:
+        raise NovaError('host %s: wait_down (%s) must be at least 0 and wait_interval (%s) more than 0'
+                        % (host, wait_down, wait_interval), facts)
     try:
         # the independent reads at once (read_concurrently); the service first: an unknown host reads nothing else
         services = compute_services(conn)
         service = dict(find_service(services, host))
+        if wait_down > 0:
+            started = clock()
+            while service['state'] != 'down' and clock() - started + wait_interval <= wait_down:
+                (sleep or _sleep)(wait_interval)
+                services = compute_services(conn)
+                service = dict(find_service(services, host))
+            facts['waited'] = round(clock() - started, 1)
         service['heartbeat_age'] = heartbeat_age(service, now or utc_now())
         facts['service'] = service
         facts['availability_zone'] = service['zone']

@@ -58,6 +58,20 @@ options:
       - Name of the compute host, as the nova-compute service reports it (C(openstack compute service list)).
     type: str
     required: true
+  wait_down:
+    description:
+      - Seconds to keep reading the host's service again, every O(wait_interval) seconds, while Nova still sees it
+        up. Nova takes a nova-compute for down only when its last heartbeat is older than its C(service_down_time)
+        (60 s by default), so a caller that learned of a crash another way (an alert, the BMC, a probe) can wait
+        here for Nova to agree. The instances, aggregates and capacity are read after the wait.
+      - V(0) reads once. The service is returned as last read, up or down; RV(waited) says how long it took.
+    type: float
+    default: 0
+  wait_interval:
+    description:
+      - Seconds between the reads of O(wait_down).
+    type: float
+    default: 2
 attributes:
   check_mode:
     description: Read-only; runs the same in check mode.
@@ -315,6 +329,11 @@ service:
     disabled_reason: null
     updated_at: '2026-11-22T05:19:58.000000'
     heartbeat_age: 41.3
+waited:
+  description: Seconds spent reading the service again for O(wait_down); V(0) without a wait.
+  returned: always
+  type: float
+  sample: 6.1
 '''
 
 from ansible_collections.openstack_ha.recovery.plugins.module_utils._nova import (
@@ -334,12 +353,15 @@ class NovaHostInfoModule(OpenStackModule):
                                default=list(EVACUABLE_SOURCES)),
         evacuable_tag=dict(type='str', default='evacuable'),
         host=dict(type='str', required=True),
+        wait_down=dict(type='float', default=0),
+        wait_interval=dict(type='float', default=2),
     )
 
     def act(self, conn):
         params = self.params
         return host_info(conn, params['host'], evacuable_tag=params['evacuable_tag'],
-                         evacuable_sources=params['evacuable_sources'], evacuable_default=params['evacuable_default'])
+                         evacuable_sources=params['evacuable_sources'], evacuable_default=params['evacuable_default'],
+                         wait_down=params['wait_down'], wait_interval=params['wait_interval'])
 
 
 def main():

@@ -103,10 +103,11 @@ def report_files(failover, report):
 def test_crashed_host_check_then_failover_then_rerun(failover, conn):
     lab, host = failover.lab, 'compute1'
     boot(host, 20, 'fo-crash')
-    labctl('crash', host)
-    wait_nova_down(conn, host)
     offs = len(power_off_events(lab, host))
+    labctl('crash', host)
 
+    # started right after the crash, as an alert would start it: Nova may still call the host up (its last
+    # heartbeat is younger than service_down_time), and then the gate waits for Nova as the second signal
     check = failover.run(host, check=True)
     assert check.rc == 0, check.output[-4000:]
     plan = check.fact('host_failover_report')
@@ -193,6 +194,19 @@ def test_storm_and_partition_refused_with_nothing_changed(failover, conn):
     report = partition.fact('host_failover_report')
     assert report['outcome'] == 'refused' and 'a partition, not a failed host' in report['message']
     assert chassis_power(lab, 'compute1') == 'on'
+
+    # an alert alone (no probes configured; the BMC says on): Nova's would be the second signal, but Nova sees the
+    # living host up: the gate reads Nova again for host_failover_corroboration_wait seconds, then refuses
+    alone = failover.run('compute1', host_failover_alert=dict(status='firing'), host_failover_probes=[],
+                         host_failover_corroboration_wait=6, host_failover_corroboration_interval=1)
+    assert alone.rc != 0
+    report = alone.fact('host_failover_report')
+    assert report['outcome'] == 'refused', report['message']
+    assert '1 of the required 2 signals say compute1 is down (alert)' in report['message'], report['message']
+    nova, = [signal for signal in report['signals'] if signal['signal'] == 'nova']
+    assert nova['down'] is False and 5 <= float(nova['waited']) <= 10, nova
+    assert 'read again for' in nova['detail'], nova
+    assert chassis_power(lab, 'compute1') == 'on' and compute_service(conn, 'compute1').state == 'up'
 
     # two of three hosts down: the storm guard refuses, nothing is fenced or marked
     labctl('crash', 'compute1')

@@ -611,7 +611,7 @@ def test_unknown_host_fails_naming_it_with_empty_facts(cloud):
         host_info(cloud, 'compute9')
     assert caught.value.msg.startswith("no nova-compute service for host 'compute9'; Nova knows")
     assert caught.value.facts == dict(host='compute9', service=None, instances=[], aggregates=[],
-                                      availability_zone=None, capacity=None)
+                                      availability_zone=None, capacity=None, waited=0.0)
 
 
 def test_failure_midway_returns_what_was_read(busy_cloud):
@@ -823,3 +823,62 @@ def test_capacity_reads_fail_naming_the_host(cloud):
         host_info(cloud, 'compute1')
     assert caught.value.msg.startswith('cannot read the Placement usages of compute2: the placement API answered '
                                        'HTTP 403')
+
+
+# ---------------------------------------------------------------------------------------------------------
+# host_info's wait for Nova to see the host down
+
+
+class WaitClock:
+    """A clock that a sleep moves forward; `on_read` is called with the number of service reads so far."""
+
+    def __init__(self, cloud, down_after_reads=None):
+        self.now, self.sleeps, self.cloud, self.down_after = 100.0, [], cloud, down_after_reads
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+        reads = len([r for r in self.cloud.requests if r.path == '/os-services'])
+        if self.down_after is not None and reads >= self.down_after:
+            self.cloud.service('compute1')['state'] = 'down'
+
+
+def service_reads(cloud):
+    return len([r for r in cloud.requests if r.path == '/os-services'])
+
+
+def test_wait_down_reads_the_service_again_until_nova_sees_it_down_then_reads_the_rest_once(cloud):
+    cloud.add_server('compute1', 'vm-1')
+    clock = WaitClock(cloud, down_after_reads=3)
+    info = host_info(cloud, 'compute1', wait_down=60, wait_interval=2, clock=clock, sleep=clock.sleep, now=NOW_DT)
+    assert info['service']['state'] == 'down'
+    assert service_reads(cloud) == 4 and clock.sleeps == [2, 2, 2]
+    assert info['waited'] == 6.0
+    assert [i['name'] for i in info['instances']] == ['vm-1']
+    assert len([r for r in cloud.requests if r.path == '/servers/detail']) == 1  # after the wait, once
+
+
+def test_wait_down_gives_up_within_its_time_and_returns_the_service_as_nova_still_sees_it(cloud):
+    clock = WaitClock(cloud)
+    info = host_info(cloud, 'compute1', wait_down=7, wait_interval=2, clock=clock, sleep=clock.sleep)
+    assert info['service']['state'] == 'up'
+    assert clock.sleeps == [2, 2, 2] and info['waited'] == 6.0  # a fourth sleep would end after 7 s
+
+
+def test_no_wait_for_a_host_nova_sees_down_or_without_wait_down(cloud):
+    cloud.service('compute1')['state'] = 'down'
+    clock = WaitClock(cloud)
+    assert host_info(cloud, 'compute1', wait_down=60, clock=clock, sleep=clock.sleep)['waited'] == 0.0
+    cloud.service('compute1')['state'] = 'up'
+    assert host_info(cloud, 'compute1', clock=clock, sleep=clock.sleep)['waited'] == 0.0
+    assert clock.sleeps == [] and service_reads(cloud) == 2
+
+
+@pytest.mark.parametrize('kwargs', [dict(wait_down=-1), dict(wait_down=10, wait_interval=0)])
+def test_a_negative_wait_or_no_interval_is_refused_naming_the_host(cloud, kwargs):
+    with pytest.raises(NovaError) as caught:
+        host_info(cloud, 'compute1', **kwargs)
+    assert 'host compute1: wait_down' in caught.value.msg and cloud.requests == []
