@@ -33,7 +33,10 @@ def main(results_json, png):
         axes.errorbar(xs, medians, yerr=[below, above], marker='o', capsize=3, label=system)
     axes.set_xlabel('instances on the failed host')
     axes.set_ylabel('seconds from the crash to the last instance ACTIVE elsewhere')
-    axes.set_title('Host failure recovery (median, min-max over %d repetition(s))' % results.get('repeat', 1))
+    counts = sorted({entry['last_active']['n'] for sizes in results['summary'].values() for entry in sizes.values()
+                     if entry['last_active']['n']}) or [0]
+    runs = '%d' % counts[0] if counts[0] == counts[-1] else '%d-%d' % (counts[0], counts[-1])
+    axes.set_title('Host failure recovery (median, min-max of %s recovered run(s) per point)' % runs)
     axes.set_ylim(bottom=0)
     axes.grid(True, alpha=0.3)
     axes.legend()
