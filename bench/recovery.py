@@ -683,8 +683,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         say('interrupted: cleaning up')
     finally:
-        if bench.env is not None and not started_lab:
-            try:  # a lab that stays up is left clean; one this run started is stopped below
+        if bench.env is not None:
+            try:  # left clean, also before a stop: a lab stopped with its host fenced and forced down does not
+                # come up again (`labctl up` waits for every nova-compute to be up in Nova)
                 labctl('reset', timeout=1200)
             except Exception as error:
                 say('labctl reset failed: %s' % error)
