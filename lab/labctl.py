@@ -1196,9 +1196,13 @@ def cmd_reset(args):
         svc = services.get(host)
         if svc and svc.status == 'disabled':
             conn.compute.enable_service(svc, host, 'nova-compute')
+    from openstack import exceptions as sdk_exceptions  # the lab venv's openstacksdk, as conn's
     servers = list(conn.compute.servers(all_projects=True))
     for server in servers:
-        conn.compute.delete_server(server, force=True)
+        try:
+            conn.compute.delete_server(server, force=True)
+        except sdk_exceptions.NotFoundException:
+            pass  # gone since the list (seen once: a reset right after another one, its deletes still finishing)
     for server in servers:
         conn.compute.wait_for_delete(server, interval=0.5, wait=120)
     for port in conn.network.ports(network_id=conn.network.find_network('ohlab-net').id):
