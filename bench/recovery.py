@@ -714,8 +714,8 @@ def main(argv=None):
 
 
 def combine(paths):
-    """One results document from several recovery.json files: every run of each (tagged with its file's name in
-    'source'), the union of their sizes and systems, the largest repetition count, and the summary over all runs.
+    """One results document from several recovery.json files: every run of each (tagged with its file's directory
+    name in 'source', unless it came from a combined file and has one), the union of their sizes and systems, the largest repetition count, and the summary over all runs.
     The files must agree on the failed host and the lab's size (else ValueError naming the file).
     A path may end in ':SYSTEM,SYSTEM...': only those systems' runs of that file count (e.g. a file whose
     collection runs measured older code)."""
@@ -743,7 +743,8 @@ def combine(paths):
             if part.get(key) != first.get(key):
                 raise ValueError('--combine %s: %s %r, but %s has %r: runs of different labs are not comparable'
                                  % (path, key, part.get(key), first_path, first.get(key)))
-    runs = [dict(run, source=os.path.basename(os.path.dirname(os.path.abspath(path))) or path)
+    # a run keeps the source it had (a file combined before), else gets its file's directory name
+    runs = [dict(run, source=run.get('source') or os.path.basename(os.path.dirname(os.path.abspath(path))) or path)
             for path, part in parts for run in part['runs']]
     systems = sorted({run['system'] for run in runs}, key=system_order)
     config, setup_errors = {}, {}

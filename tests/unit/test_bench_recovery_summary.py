@@ -162,3 +162,15 @@ def test_combine_can_take_only_some_systems_of_a_file(tmp_path):
         assert 'collecton' in str(error) and 'old/recovery.json' in str(error)
     else:
         raise AssertionError('an unknown system name was taken')
+
+
+def test_combining_a_combined_file_keeps_where_each_run_came_from(tmp_path):
+    first = write_results(tmp_path, 'run1', [run('floor', 10, 4.0)])
+    second = write_results(tmp_path, 'run2', [run('floor', 10, 6.0)])
+    combined_dir = tmp_path / 'combined'
+    combined_dir.mkdir()
+    (combined_dir / 'recovery.json').write_text(json.dumps(recovery.combine([first, second])))
+    later = write_results(tmp_path, 'run3', [run('floor', 10, 5.0)])
+    again = recovery.combine([str(combined_dir / 'recovery.json'), later])
+    assert [r['source'] for r in again['runs']] == ['run1', 'run2', 'run3']
+    assert again['summary']['floor']['10']['last_active']['n'] == 3
