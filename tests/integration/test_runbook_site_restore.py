@@ -51,13 +51,16 @@ def test_site_outage_hosts_in_waves_instances_by_priority(fresh_lab, conn, tmp_p
         inventory = json.load(source)
     group_vars = inventory['all']['children']['compute_hosts']['vars']
     group_vars.update(site_restore_report_dir=str(tmp_path / 'reports'), site_restore_poll_interval=1,
-                      site_restore_up_timeout=180, site_restore_waves=[['compute1'], ['compute2', 'compute3']])
+                      site_restore_up_timeout=180, site_restore_waves=[['compute1'], ['compute2', 'compute3']],
+                      site_restore_down_wait=120)
     book.write_yaml('inventory.yml', inventory)
     # check mode: the plan, from the BMCs and Nova; every host stays off, nothing starts
     check = book.play(PLAYBOOK, check=True, timeout=600)
     assert check.rc == 0, check.stdout[-4000:]
     plan = check.fact('site_restore_report')
+    # started right after the outage: the preflight waited for Nova to call the three hosts down
     assert (plan['check_mode'], plan['outcome'], plan['totals']['would_start']) == (True, 'changed', 4)
+    assert plan['hosts_still_up'] == []
     assert set(h['power'] for h in plan['hosts'].values()) == {'planned'}
     assert labctl('status')['hosts']['compute1']['bmc_power'] == 'off'
 
@@ -94,3 +97,5 @@ def test_site_outage_hosts_in_waves_instances_by_priority(fresh_lab, conn, tmp_p
     assert rerun.rc == 0, rerun.stdout[-4000:]
     again = rerun.fact('site_restore_report')
     assert again['outcome'] == 'unchanged' and again['running_before'] == [] and again['totals']['started'] == 0
+    # the hosts run: each sent a heartbeat during the preflight's wait, which did not last site_restore_down_wait
+    assert sorted(again['hosts_still_up']) == ['compute1', 'compute2', 'compute3'] and again['seconds'] < 120
