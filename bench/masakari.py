@@ -132,6 +132,18 @@ class MasakariSystem:
         subprocess.run(['mariadb', '--no-defaults', '--socket=' + sock, '-uroot', '-e', sql], check=True,
                        capture_output=True, timeout=60)
 
+    def _close_stale_notifications(self):
+        """Mark failed the notifications an interrupted earlier run left new, running or error: while one exists,
+        Masakari refuses to take the segment's hosts off maintenance ("in-use to process notifications") and every
+        later run fails in its set-up. Masakari's API cannot close a notification; its database can. Returns how
+        many were closed."""
+        sock = os.path.join(self.bench.env['state_dir'], 'mariadb', 'mysqld.sock')
+        sql = ("UPDATE masakari.notifications SET status = 'failed' "
+               "WHERE status IN ('new', 'running', 'error') AND deleted = 0; SELECT ROW_COUNT();")
+        proc = subprocess.run(['mariadb', '--no-defaults', '--socket=' + sock, '-uroot', '-N', '-e', sql],
+                              check=True, capture_output=True, text=True, timeout=60)
+        return int(proc.stdout.split()[-1])
+
     def _keystone(self):
         from recovery import connect
         conn = connect(self.bench.env)
@@ -241,6 +253,9 @@ class MasakariSystem:
     # -- the benchmark interface ------------------------------------------------------------------------------
     def prepare(self, host, workdir):
         self._ensure_running()
+        closed = self._close_stale_notifications()
+        if closed:
+            print('masakari: marked %d unfinished notification(s) of an earlier run failed' % closed, flush=True)
         self._segment(self.connection())
         self.conn = self.connection()
         list(self.conn.instance_ha.segments())  # authenticated now, not at time 0 (masakari-monitors holds a session)
