@@ -91,8 +91,6 @@ class MasakariSystem:
             return
         self._venv()
         os.makedirs(os.path.join(self.dir, 'log'), exist_ok=True)
-        env = self.bench.env
-        self.lab_state = env['state_dir']
         self._database()
         self._keystone()
         self._write_config(self.waits)
@@ -125,24 +123,23 @@ class MasakariSystem:
             raise RuntimeError('%s failed (rc %d):\n%s' % (' '.join(argv), proc.returncode, output))
         return proc.stdout
 
+    def _sql(self, sql):
+        """Run SQL as root through the lab MariaDB's socket; -> its output (no column names)."""
+        sock = os.path.join(self.bench.env['state_dir'], 'mariadb', 'mysqld.sock')
+        return subprocess.run(['mariadb', '--no-defaults', '--socket=' + sock, '-uroot', '-N', '-e', sql],
+                              check=True, capture_output=True, text=True, timeout=60).stdout
+
     def _database(self):
-        sock = os.path.join(self.lab_state, 'mariadb', 'mysqld.sock')
-        sql = ("CREATE DATABASE IF NOT EXISTS masakari; "
-               "GRANT ALL PRIVILEGES ON masakari.* TO 'ohlab'@'127.0.0.1';")
-        subprocess.run(['mariadb', '--no-defaults', '--socket=' + sock, '-uroot', '-e', sql], check=True,
-                       capture_output=True, timeout=60)
+        self._sql("CREATE DATABASE IF NOT EXISTS masakari; GRANT ALL PRIVILEGES ON masakari.* TO 'ohlab'@'127.0.0.1';")
 
     def _close_stale_notifications(self):
         """Mark failed the notifications an interrupted earlier run left new, running or error: while one exists,
         Masakari refuses to take the segment's hosts off maintenance ("in-use to process notifications") and every
         later run fails in its set-up. Masakari's API cannot close a notification; its database can. Returns how
         many were closed."""
-        sock = os.path.join(self.bench.env['state_dir'], 'mariadb', 'mysqld.sock')
-        sql = ("UPDATE masakari.notifications SET status = 'failed' "
-               "WHERE status IN ('new', 'running', 'error') AND deleted = 0; SELECT ROW_COUNT();")
-        proc = subprocess.run(['mariadb', '--no-defaults', '--socket=' + sock, '-uroot', '-N', '-e', sql],
-                              check=True, capture_output=True, text=True, timeout=60)
-        return int(proc.stdout.split()[-1])
+        out = self._sql("UPDATE masakari.notifications SET status = 'failed' "
+                        "WHERE status IN ('new', 'running', 'error') AND deleted = 0; SELECT ROW_COUNT();")
+        return int(out.split()[-1])
 
     def _keystone(self):
         from recovery import connect
