@@ -557,6 +557,51 @@ class Bench:
         return record
 
 
+def set_up(systems):
+    """Run each system's one-time set-up (e.g. Masakari's install); a system whose set-up fails is removed from
+    SYSTEMS and does not run. -> {name: error} of those."""
+    errors = {}
+    for name, system in list(systems.items()):
+        if hasattr(system, 'setup'):
+            try:
+                system.setup()
+            except Exception as error:  # any failure, a bug in the harness too: that system cannot run, the rest can
+                errors[name] = describe(error)
+                say('%s cannot run: %s' % (name, errors[name]))
+                del systems[name]
+    return errors
+
+
+def run_all(bench, systems, args, runs):
+    """Every size, repetition and system in turn, each run's record appended to RUNS as it ends (a caller
+    interrupted by KeyboardInterrupt keeps the runs that ended)."""
+    for n in args.sizes:
+        for repetition in range(1, args.repeat + 1):
+            for name in [name for name in args.systems if name in systems]:
+                say('N=%d repetition %d/%d: %s' % (n, repetition, args.repeat, name))
+                try:
+                    record = bench.run_once(name, systems[name], n, repetition)
+                except Exception as error:
+                    # the set-up of the run failed (reset, boot, the system's preparation; a bug in a system's
+                    # prepare too): a failed run, and the next run resets the lab
+                    record = {'system': name, 'n': n, 'repetition': repetition, 'ok': False, 'milestones': {},
+                              'error': 'run set-up failed: %s' % describe(error)}
+                runs.append(record)
+                if record['ok']:
+                    say('  %s' % ', '.join('%s %s' % (k, v) for k, v in record['milestones'].items()))
+                else:
+                    say('  FAILED: %s' % record['error'][:2000])
+    return runs
+
+
+def describe(error):
+    """An exception as one message: the harness's own errors as they are, anything else with its type (an
+    AttributeError's text alone does not say it is a bug)."""
+    if isinstance(error, (LabError, RuntimeError, OSError, subprocess.SubprocessError)):
+        return str(error)
+    return '%s: %s' % (type(error).__name__, error)
+
+
 def make_systems(bench, names):
     systems = {}
     for name in names:
@@ -643,6 +688,7 @@ def main(argv=None):
     workdir = tempfile.mkdtemp(prefix='recovery-bench-')
     bench = Bench(args, workdir)
     started_lab = False
+    lab_error = None
     systems = {}
     setup_errors = {}
     runs = []
@@ -650,38 +696,20 @@ def main(argv=None):
     try:
         if not lab_running():
             say('starting the lab (%d computes)' % args.computes)
+            started_lab = True  # also stopped again when it does not come up whole
             labctl('up', '--computes', str(args.computes), timeout=1800)
-            started_lab = True
         bench.env = labctl('env')
         if FAILED_HOST not in bench.env['hosts'] or len(bench.env['hosts']) < 2:
             raise LabError('the lab needs %s and at least one other compute host; it has %s'
                            % (FAILED_HOST, ', '.join(bench.env['hosts'])))
         systems = make_systems(bench, args.systems)
-        for name, system in list(systems.items()):
-            if hasattr(system, 'setup'):
-                try:
-                    system.setup()
-                except (RuntimeError, OSError, subprocess.SubprocessError, ImportError) as error:
-                    say('%s cannot run: %s' % (name, error))
-                    setup_errors[name] = str(error)
-                    del systems[name]
-        for n in args.sizes:
-            for repetition in range(1, args.repeat + 1):
-                for name in [name for name in args.systems if name in systems]:
-                    say('N=%d repetition %d/%d: %s' % (n, repetition, args.repeat, name))
-                    try:
-                        record = bench.run_once(name, systems[name], n, repetition)
-                    except (LabError, RuntimeError, OSError, subprocess.SubprocessError) as error:
-                        # the set-up of the run failed (reset, boot, the system's preparation): the next run resets
-                        record = {'system': name, 'n': n, 'repetition': repetition, 'ok': False, 'milestones': {},
-                                  'error': 'run set-up failed: %s' % error}
-                    runs.append(record)
-                    if record['ok']:
-                        say('  %s' % ', '.join('%s %s' % (k, v) for k, v in record['milestones'].items()))
-                    else:
-                        say('  FAILED: %s' % record['error'][:2000])
+        setup_errors.update(set_up(systems))
+        run_all(bench, systems, args, runs)
     except KeyboardInterrupt:
         say('interrupted: cleaning up')
+    except LabError as error:  # the lab did not come up, or lacks the hosts: nothing was measured
+        lab_error = str(error)
+        say('the bench cannot run: %s' % error)
     finally:
         if bench.env is not None:
             try:  # left clean, also before a stop: a lab stopped with its host fenced and forced down does not
@@ -704,6 +732,8 @@ def main(argv=None):
             say('run logs kept in %s' % workdir)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+    if lab_error is not None:
+        return 2
 
     results = {'sizes': args.sizes, 'repeat': args.repeat, 'systems': args.systems, 'failed_host': FAILED_HOST,
                'computes': len(bench.env['hosts']) if bench.env else None,

@@ -174,3 +174,57 @@ def test_combining_a_combined_file_keeps_where_each_run_came_from(tmp_path):
     again = recovery.combine([str(combined_dir / 'recovery.json'), later])
     assert [r['source'] for r in again['runs']] == ['run1', 'run2', 'run3']
     assert again['summary']['floor']['10']['last_active']['n'] == 3
+
+
+class _Args:
+    sizes, repeat, systems = [10], 1, ['floor', 'masakari']
+
+
+class _Bench:
+    """run_once as the real Bench would end: a record for the floor; for masakari, the bug of session 7 (an
+    attribute only another system set) raised from its preparation."""
+
+    def run_once(self, name, system, n, repetition):
+        if name == 'masakari':
+            raise AttributeError("'Bench' object has no attribute 'lab_state'")
+        return {'system': name, 'n': n, 'repetition': repetition, 'ok': True, 'milestones': {'last_active': 9.0}}
+
+
+def test_a_bug_in_one_systems_run_is_that_runs_failure_not_the_end_of_the_bench(capsys):
+    runs = []
+    recovery.run_all(_Bench(), {'floor': object(), 'masakari': object()}, _Args, runs)
+    assert [(run['system'], run['ok']) for run in runs] == [('floor', True), ('masakari', False)]
+    assert runs[1]['error'] == ("run set-up failed: AttributeError: 'Bench' object has no attribute 'lab_state'")
+    assert 'FAILED: run set-up failed: AttributeError' in capsys.readouterr().err
+
+
+def test_a_system_whose_set_up_fails_is_left_out_with_its_error():
+    class Broken:
+        def setup(self):
+            raise KeyError('masakari-api')
+
+    class Fine:
+        def setup(self):
+            self.ready = True
+
+    systems = {'masakari': Broken(), 'floor': Fine()}
+    assert recovery.set_up(systems) == {'masakari': "KeyError: 'masakari-api'"}
+    assert list(systems) == ['floor'] and systems['floor'].ready
+
+
+def test_a_lab_that_does_not_come_up_ends_the_bench_with_its_error_and_stops_it(monkeypatch, tmp_path, capsys):
+    calls = []
+
+    def labctl(*args, timeout=900):
+        calls.append(args[0])
+        if args[0] == 'up':
+            raise recovery.LabError('labctl up failed (rc 1):\nkeystone did not answer in 120 s')
+        return {}
+
+    monkeypatch.setattr(recovery, 'labctl', labctl)
+    monkeypatch.setattr(recovery, 'lab_running', lambda: False)
+    assert recovery.main(['--quick', '--systems', 'floor', '--out', str(tmp_path)]) == 2
+    out = capsys.readouterr().err
+    assert 'the bench cannot run: labctl up failed (rc 1):\nkeystone did not answer in 120 s' in out
+    assert calls == ['up', 'down']  # a half-started lab is stopped again
+    assert not (tmp_path / 'recovery.json').exists()  # nothing measured, nothing written as if it were
