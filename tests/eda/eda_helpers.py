@@ -99,14 +99,14 @@ def localhost_inventory(path):
             'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable}}}}, out)
 
 
-def alertmanager_config(source_url, token_file, wrong_token):
-    """The shipped alertmanager.yml with the test's URL, token file and timings, plus a receiver holding a wrong
-    token for alerts labelled token="wrong"."""
+def alertmanager_config(source_url, token_file, wrong_token, receiver_name='openstack-ha-recovery'):
+    """The shipped alertmanager.yml with the test's URL, token file and timings for RECEIVER_NAME's route, plus a
+    receiver holding a wrong token for alerts labelled token="wrong"."""
     with open(SHIPPED_ALERTMANAGER_CONFIG) as handle:
         config = yaml.safe_load(handle)
-    recovery_route, = [route for route in config['route']['routes'] if route['receiver'] == 'openstack-ha-recovery']
+    recovery_route, = [route for route in config['route']['routes'] if route['receiver'] == receiver_name]
     recovery_route.update(group_wait='0s', group_interval='1s')
-    receiver, = [entry for entry in config['receivers'] if entry['name'] == 'openstack-ha-recovery']
+    receiver, = [entry for entry in config['receivers'] if entry['name'] == receiver_name]
     webhook, = receiver['webhook_configs']
     webhook['url'] = source_url
     webhook['http_config']['authorization']['credentials_file'] = token_file
@@ -118,14 +118,15 @@ def alertmanager_config(source_url, token_file, wrong_token):
     return config
 
 
-def start_alertmanager(tmp, source_url, token, wrong_token):
-    """Alertmanager (Debian prometheus-alertmanager) on a free loopback port, ready; returns (process, url)."""
+def start_alertmanager(tmp, source_url, token, wrong_token, receiver_name='openstack-ha-recovery'):
+    """Alertmanager (Debian prometheus-alertmanager) on a free loopback port, ready, sending RECEIVER_NAME's alerts
+    to SOURCE_URL; returns (process, url)."""
     token_file = os.path.join(str(tmp), 'alertmanager.token')
     with open(token_file, 'w') as out:
         out.write(token)
     config = os.path.join(str(tmp), 'alertmanager.yml')
     with open(config, 'w') as out:
-        yaml.safe_dump(alertmanager_config(source_url, token_file, wrong_token), out)
+        yaml.safe_dump(alertmanager_config(source_url, token_file, wrong_token, receiver_name), out)
     port = free_port()
     process = Process([tool('prometheus-alertmanager'), '--config.file=%s' % config,
                        '--storage.path=%s' % os.path.join(str(tmp), 'alertmanager-data'),

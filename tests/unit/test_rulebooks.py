@@ -123,6 +123,23 @@ def test_instance_recover_rulebook_takes_the_server_from_the_first_label_present
     assert render.render(event={'alert': {'labels': {'alertname': 'InstanceDown'}}}).strip() == ''
 
 
+def test_the_instance_alert_is_routed_to_the_instance_rulebooks_port_with_a_repeat_after_its_throttle():
+    with open(os.path.join(REPO, 'docs', 'monitoring', 'alertmanager.yml')) as handle:
+        alertmanager = yaml.safe_load(handle)
+    route, = [r for r in alertmanager['route']['routes'] if r['receiver'] == 'openstack-ha-instance-recover']
+    assert route['matchers'] == ['alertname="InstanceDown"', 'openstack_ha="instance"']
+    # one notification per instance, by whichever label the rule sets (the rulebook's openstack_ha_instance_labels)
+    labels = load('instance_recover.yml')[0]['rules'][0]['action']['post_event']['event']['openstack_ha_instance']
+    assert "default(['instance_uuid', 'server'])" in labels['labels']
+    assert route['group_by'] == ['instance_uuid', 'server']
+    throttle = load('instance_recover.yml')[0]['rules'][1]['throttle']['once_within']
+    assert throttle == '10 minutes' and route['repeat_interval'] == '15m'  # a repeat is not swallowed by the throttle
+    receiver, = [r for r in alertmanager['receivers'] if r['name'] == 'openstack-ha-instance-recover']
+    assert receiver['webhook_configs'][0]['url'].startswith('http://127.0.0.1:9892/')
+    port = load('instance_recover.yml')[0]['sources'][0]['openstack_ha.recovery.alertmanager']['port']
+    assert 'default(9892)' in port
+
+
 def test_playbook_rulebooks_listen_on_ports_of_their_own():
     """Rulebooks that can run side by side on one controller (each ansible-rulebook process binds its own port)
     have distinct default ports and distinct port variables: a vars file shared by all of them must not move two

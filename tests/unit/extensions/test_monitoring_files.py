@@ -142,7 +142,9 @@ def test_amtool_accepts_the_alertmanager_configuration():
     (['alertname=%s' % TRIGGER, 'host=compute1'], 'default'),
     (['alertname=NodeExporterDown', 'host=compute1', 'severity=warning'], 'default'),
     (['alertname=NovaComputeServiceDown', 'host=compute1', 'severity=warning'], 'default'),
-], ids=['trigger', 'trigger-without-recover-label', 'node-only', 'nova-only'])
+    (['alertname=InstanceDown', 'openstack_ha=instance', 'instance_uuid=u-1'], 'openstack-ha-instance-recover'),
+    (['alertname=InstanceDown', 'instance_uuid=u-1'], 'default'),
+], ids=['trigger', 'trigger-without-recover-label', 'node-only', 'nova-only', 'instance', 'instance-unlabelled'])
 def test_alertmanager_routes_only_the_trigger_to_the_event_source(labels, receiver):
     result = amtool('config', 'routes', 'test', '--config.file=' + ALERTMANAGER, '--verify.receivers=' + receiver,
                     *labels)
