@@ -129,12 +129,18 @@ def system_order(system):
     return SYSTEMS.index(system) if system in SYSTEMS else len(SYSTEMS)
 
 
-def format_table(summary):
-    """The printed table: one row per system and N; median [min-max] seconds from the crash per milestone."""
+# the systems as bench/README.md's tables name them: what triggers the collection in each
+MARKDOWN_NAMES = {'collection': 'collection (playbook at the crash)', 'rulebook': 'rulebook (alert at the crash)',
+                  'masakari': 'masakari (defaults)'}
+
+
+def format_table(summary, markdown=False):
+    """The printed table: one row per system and N; median [min-max] seconds from the crash per milestone.
+    MARKDOWN: the same rows as a Markdown table (recovery.md, for bench/README.md)."""
     def cell(stat):
         if not stat['n']:
             return '-'
-        if stat['n'] == 1:
+        if stat['n'] == 1 or stat['min'] == stat['max']:
             return '%.1f' % stat['median']
         return '%.1f [%.1f-%.1f]' % (stat['median'], stat['min'], stat['max'])
     head = ('system', 'N', 'runs', 'BMC off', 'fence verified', 'forced down', 'disabled', 'first ACTIVE',
@@ -144,8 +150,13 @@ def format_table(summary):
         for n in sorted(summary[system], key=int):
             entry = summary[system][n]
             runs = '%d' % entry['runs'] + (' (%d failed)' % entry['failed'] if entry['failed'] else '')
-            rows.append((system, n, runs) + tuple(cell(entry[m]) for m in MILESTONES)
+            rows.append((MARKDOWN_NAMES.get(system, system) if markdown else system, n, runs)
+                        + tuple(cell(entry[m]) for m in MILESTONES)
                         + ('-' if entry['ratio'] is None else '%.2f' % entry['ratio'],))
+    if markdown:
+        return '\n'.join(['| %s |' % ' | '.join(str(value) for value in row) for row in rows[:1]]
+                         + ['|%s' % ('---|' * len(head))]
+                         + ['| %s |' % ' | '.join(str(value) for value in row) for row in rows[1:]])
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
     lines = ['  '.join(str(value).ljust(width) for value, width in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, '  '.join('-' * width for width in widths))
@@ -642,7 +653,7 @@ def parse_args(argv):
     parser.add_argument('--computes', type=int, default=3, help='lab compute hosts (default 3; each has room for '
                         '1000 of the lab\'s tiny servers)')
     parser.add_argument('--out', default=os.path.join(REPO, 'bench', 'results'),
-                        help='directory for recovery.json and recovery.png (default bench/results)')
+                        help='directory for recovery.json, recovery.md and recovery.png (default bench/results)')
     parser.add_argument('--timeout-base', type=float, default=600, help='seconds a run may take, plus ...')
     parser.add_argument('--timeout-per-server', type=float, default=6, help='... this many per server')
     parser.add_argument('--keep-workdir', action='store_true', help='keep the logs of every run')
@@ -792,13 +803,16 @@ def combine(paths):
 
 
 def write_results(results, out):
-    """Write RESULTS as OUT/recovery.json and the plot OUT/recovery.png; print the table and the summary line.
+    """Write RESULTS as OUT/recovery.json, its table as OUT/recovery.md and the plot OUT/recovery.png; print the
+    table and the summary line.
     -> the exit code: 0 only when there were runs, every system could run and every run recovered."""
     runs, setup_errors, summary = results['runs'], results['setup_errors'], results['summary']
     os.makedirs(out, exist_ok=True)
     results_json = os.path.join(out, 'recovery.json')
     with open(results_json, 'w') as handle:
         json.dump(results, handle, indent=1)
+    with open(os.path.join(out, 'recovery.md'), 'w') as handle:
+        handle.write(format_table(summary, markdown=True) + '\n')
     png = os.path.join(out, 'recovery.png')
     try:
         plot(results_json, png)

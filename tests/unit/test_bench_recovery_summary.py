@@ -70,6 +70,19 @@ def test_table_shows_spreads_failures_and_ratios():
     assert '2 (1 failed)' in collection and '0.4' in collection and collection.endswith('1.50')
 
 
+def test_markdown_table_has_the_readme_names_and_one_row_per_cell():
+    summary = recovery.summarize([run('floor', 10, 4.0), run('floor', 10, 6.0), run('collection', 10, 7.5, fenced=0.4),
+                                  run('masakari', 10, 80.0), run('masakari', 10, 80.0)])
+    lines = recovery.format_table(summary, markdown=True).splitlines()
+    assert lines[0] == ('| system | N | runs | BMC off | fence verified | forced down | disabled | first ACTIVE | '
+                        'last ACTIVE | x floor |')
+    assert lines[1] == '|' + '---|' * 10
+    assert lines[2] == '| floor | 10 | 2 | - | - | 1.0 | - | 2.5 [2.0-3.0] | 5.0 [4.0-6.0] | 1.00 |'
+    assert lines[3].startswith('| collection (playbook at the crash) | 10 | 1 | 0.4 |')
+    assert lines[4] == '| masakari (defaults) | 10 | 2 | - | - | 1.0 | - | 40.0 | 80.0 | 16.00 |'  # min = max: one value
+    assert len(lines) == 5
+
+
 def test_bmc_off_time_is_the_first_successful_power_off_after_the_crash(tmp_path):
     events = [{'t': 100.0, 'action': 'off', 'result': 'ok'},       # before the crash: an earlier run
               {'t': 205.0, 'action': 'status', 'result': 'ok'},
