@@ -275,6 +275,16 @@ class Observer(threading.Thread):
     def done(self):
         return not self.pending
 
+    def settle(self, timeout):
+        """Wait (up to TIMEOUT s) until a read that began after this call has ended, or every server is ACTIVE
+        elsewhere; -> done(). The read in flight at the call may have begun before the last change."""
+        reads = self.reads
+        deadline = time.monotonic() + timeout
+        while not self.done() and self.reads < reads + 2 and self.failure is None and self.is_alive() \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.done()
+
     def stop(self):
         self.stop_event.set()
         self.join(30)
@@ -524,12 +534,14 @@ class Bench:
                 if observer.failure:
                     raise RuntimeError('observer failed: %s' % observer.failure)
                 if rc is not None and not observer.done():
-                    # the system ended; give the observer one more poll before calling it a failure
-                    time.sleep(2 * POLL + 1)
-                    if observer.done():
+                    # the system ended: before calling it a failure, let the observer finish a whole read that
+                    # began after the end (a read of 100 servers on a busy lab takes longer than a fixed grace:
+                    # the naive loop's N=100 run of 2026-11-23 "failed" with its last server ACTIVE elsewhere)
+                    if observer.settle(timeout=60):
                         break
-                    raise RuntimeError('%s ended (rc %s) with %d of %d server(s) not ACTIVE elsewhere:\n%s' % (
-                        system_name, rc, len(observer.pending), n, handle.tail()))
+                    raise RuntimeError('%s ended (rc %s) with %d of %d server(s) not ACTIVE elsewhere (%s):\n%s' % (
+                        system_name, rc, len(observer.pending), n, ', '.join(sorted(observer.pending)[:5]),
+                        handle.tail()))
                 if time.monotonic() > deadline:
                     raise RuntimeError('%s: %d of %d server(s) not ACTIVE elsewhere after %.0f s:\n%s' % (
                         system_name, len(observer.pending), n, time.monotonic() - t0, handle.tail()))

@@ -241,3 +241,50 @@ def test_a_lab_that_does_not_come_up_ends_the_bench_with_its_error_and_stops_it(
     assert 'the bench cannot run: labctl up failed (rc 1):\nkeystone did not answer in 120 s' in out
     assert calls == ['up', 'down']  # a half-started lab is stopped again
     assert not (tmp_path / 'recovery.json').exists()  # nothing measured, nothing written as if it were
+
+
+class _SlowObserver(recovery.Observer):
+    """The bench's observer thread with its read of Nova replaced: each read sees the world as it was when the
+    read began, and takes READ seconds (a list of 100 servers on a busy lab)."""
+    READ = 0.4
+
+    def __init__(self):
+        import threading
+        threading.Thread.__init__(self, daemon=True)
+        self.pending, self.active, self.errors, self.failure, self.reads = {'s1'}, {}, {}, None, 0
+        self.service_down = self.service_disabled = 1.0
+        self.stop_event = threading.Event()
+        self.landed = threading.Event()
+
+    def poll(self):
+        import time
+        landed = self.landed.is_set()
+        time.sleep(self.READ)
+        if landed:
+            self.pending.discard('s1')
+        self.reads += 1
+
+
+def test_after_the_system_ends_the_observer_finishes_a_read_begun_after_the_end():
+    import time
+    observer = _SlowObserver()
+    observer.start()
+    try:
+        time.sleep(0.1)  # a read is in flight that began before the last server landed
+        observer.landed.set()  # ... it lands, and the system sees it and ends
+        assert observer.settle(timeout=10) is True
+        assert observer.reads >= 2
+    finally:
+        observer.stop()
+
+
+def test_settle_says_not_done_after_two_reads_not_after_its_whole_timeout():
+    import time
+    observer = _SlowObserver()
+    observer.start()
+    try:
+        started = time.monotonic()
+        assert observer.settle(timeout=30) is False
+        assert time.monotonic() - started < 5  # two reads and the pause between them, about 1.3 s
+    finally:
+        observer.stop()
