@@ -187,6 +187,8 @@ def test_combining_a_combined_file_keeps_where_each_run_came_from(tmp_path):
     again = recovery.combine([str(combined_dir / 'recovery.json'), later])
     assert [r['source'] for r in again['runs']] == ['run1', 'run2', 'run3']
     assert again['summary']['floor']['10']['last_active']['n'] == 3
+    assert [entry['file'] for entry in again['combined_from']] == [first, second, later]  # the invocations
+    assert again['seconds'] == 300.0
 
 
 class _Args:
