@@ -810,7 +810,8 @@ def combine(paths):
             'failed_host': first.get('failed_host'), 'computes': first.get('computes'),
             # a combined file contributes the invocations it was combined from
             'combined_from': [entry for path, part in parts for entry in part.get('combined_from') or [
-                {'file': path, 'seconds': part.get('seconds'), 'load_average_at_end': part.get('load_average_at_end')}]],
+                {'file': path, 'seconds': part.get('seconds'),
+                 'load_average_at_end': part.get('load_average_at_end')}]],
             'seconds': round(sum(part.get('seconds') or 0 for path, part in parts), 1),
             'systems_config': config, 'setup_errors': setup_errors, 'runs': runs, 'summary': summarize(runs)}
 

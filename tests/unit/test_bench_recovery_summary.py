@@ -79,7 +79,8 @@ def test_markdown_table_has_the_readme_names_and_one_row_per_cell():
     assert lines[1] == '|' + '---|' * 10
     assert lines[2] == '| floor | 10 | 2 | - | - | 1.0 | - | 2.5 [2.0-3.0] | 5.0 [4.0-6.0] | 1.00 |'
     assert lines[3].startswith('| collection (playbook at the crash) | 10 | 1 | 0.4 |')
-    assert lines[4] == '| masakari (defaults) | 10 | 2 | - | - | 1.0 | - | 40.0 | 80.0 | 16.00 |'  # min = max: one value
+    # min = max: one value, not a range
+    assert lines[4] == '| masakari (defaults) | 10 | 2 | - | - | 1.0 | - | 40.0 | 80.0 | 16.00 |'
     assert len(lines) == 5
 
 
