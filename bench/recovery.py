@@ -230,9 +230,9 @@ class Observer(threading.Thread):
     """Polls Nova from its own connection: when the failed host's service shows forced down, and when each of the
     watched servers is first seen ACTIVE on another host. Times are time.monotonic()."""
 
-    def __init__(self, env, host, server_ids):
+    def __init__(self, env, host, server_ids, conn=None):
         super().__init__(daemon=True)
-        self.conn = connect(env)
+        self.conn = conn or connect(env)
         self.host = host
         self.pending = set(server_ids)
         self.active = {}

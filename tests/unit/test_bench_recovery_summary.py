@@ -253,10 +253,8 @@ class _SlowObserver(recovery.Observer):
 
     def __init__(self):
         import threading
-        threading.Thread.__init__(self, daemon=True)
-        self.pending, self.active, self.errors, self.failure, self.reads = {'s1'}, {}, {}, None, 0
+        super().__init__(None, 'compute1', ['s1'], conn=object())  # no Nova: poll() below does not read one
         self.service_down = self.service_disabled = 1.0
-        self.stop_event = threading.Event()
         self.landed = threading.Event()
 
     def poll(self):
