@@ -4,9 +4,12 @@ process's log on failure, plain HTTP, and the shipped Alertmanager configuration
 Import from here (`from eda_helpers import ...`), never from a conftest or another test module.
 """
 
+import glob
+import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import time
 import urllib.error
@@ -136,3 +139,63 @@ def start_alertmanager(tmp, source_url, token, wrong_token, receiver_name='opens
     wait_for('Alertmanager ready', lambda: listening(port) and probe(url + '/-/ready') == 200,
              process.popen, process.log, STARTUP)
     return process, url
+
+
+class RulebookRun:
+    """ansible-rulebook running the shipped rulebook openstack_ha.recovery.NAME in directory TMP (its inventory.yml,
+    vars.yml with PORT_VARIABLE set to a free port, this checkout as the collection), and Alertmanager with the
+    shipped alertmanager.yml sending RECEIVER's alerts to it with TOKEN; both ready when this returns. ENV: more
+    environment for the rulebook (e.g. OS_CLIENT_CONFIG_FILE). stop() ends both."""
+
+    def __init__(self, tmp, name, inventory, port_variable, token, receiver='openstack-ha-recovery', env=None):
+        self.tmp = str(tmp)
+        with open(os.path.join(self.tmp, 'inventory.yml'), 'w') as out:
+            yaml.safe_dump(inventory, out)
+        port = free_port()
+        with open(os.path.join(self.tmp, 'vars.yml'), 'w') as out:
+            yaml.safe_dump({port_variable: port}, out)
+        environment = dict(os.environ, PATH=BIN + os.pathsep + os.environ.get('PATH', ''),
+                           ANSIBLE_COLLECTIONS_PATH=collections_dir(self.tmp), ALERTMANAGER_WEBHOOK_TOKEN=token,
+                           ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_NOCOLOR='1', TMPDIR=self.tmp,
+                           **(env or {}))
+        self.processes = []
+        try:
+            self.rulebook = Process([tool('ansible-rulebook'), '-r', 'openstack_ha.recovery.' + name, '-i',
+                                     'inventory.yml', '--vars', 'vars.yml', '-E', 'ALERTMANAGER_WEBHOOK_TOKEN', '-v'],
+                                    os.path.join(self.tmp, 'ansible-rulebook.log'), cwd=self.tmp, env=environment)
+            self.processes.append(self.rulebook)
+            url = 'http://127.0.0.1:%d' % port
+            alertmanager, self.am_url = start_alertmanager(self.tmp, url + '/alerts', token, 'eda-wrong', receiver)
+            self.processes.append(alertmanager)
+            wait_for('the rulebook listening', lambda: listening(port) and probe(url) == 405, self.rulebook.popen,
+                     self.rulebook.log, STARTUP)
+        except BaseException:
+            self.stop()
+            raise
+
+    def alert(self, *labels):
+        """Fire an alert with LABELS through Alertmanager (amtool); -> the time it was sent (before amtool ran)."""
+        sent = time.time()
+        subprocess.run([tool('amtool'), 'alert', 'add'] + list(labels) + ['--alertmanager.url=' + self.am_url],
+                       check=True, capture_output=True, timeout=30)
+        return sent
+
+    def json_files(self, pattern, count=1, timeout=300):
+        """The JSON files matching PATTERN (in TMP), once COUNT exist, loaded (sorted by name). The runbooks write
+        their reports with ansible.builtin.copy, which renames a whole file into place."""
+        def found():
+            paths = sorted(glob.glob(os.path.join(self.tmp, pattern)))
+            return paths if len(paths) >= count else None
+        loaded = []
+        for path in wait_for('%d file(s) %s' % (count, pattern), found, self.rulebook.popen, self.rulebook.log,
+                             timeout, interval=0.5):
+            with open(path) as handle:
+                loaded.append(json.load(handle))
+        return loaded
+
+    def log(self):
+        return read(self.rulebook.log)
+
+    def stop(self):
+        for process in reversed(self.processes):
+            process.stop()

@@ -8,79 +8,23 @@ collection's alertmanager source in real ansible-rulebook, running the shipped r
   server): the first is started again, the second is reported and left SHUTOFF (the runbook decides from Nova).
 """
 
-import glob
 import json
 import os
 import secrets
-import subprocess
 import sys
 import time
 
 import pytest
-import yaml
 
 from lab_helpers import REPO, compute_service, evacuation_migrations, labctl, wait_for
 
 sys.path.insert(0, os.path.join(REPO, 'tests', 'eda'))
-from eda_helpers import Process, collections_dir, free_port, listening, probe, start_alertmanager, tool  # noqa: E402
+from eda_helpers import RulebookRun  # noqa: E402
 
 pytestmark = pytest.mark.timeout(900, func_only=True)
 
 TOKEN = 'eda-' + secrets.token_hex(16)
 MARK = {'openstack_ha:restart': 'true'}
-
-
-class Rulebook:
-    """ansible-rulebook running the shipped rulebook NAME, and Alertmanager routing RECEIVER's alerts to it."""
-
-    def __init__(self, lab, tmp_path, name, port_variable, receiver, inventory):
-        self.tmp = tmp_path
-        (tmp_path / 'inventory.yml').write_text(yaml.safe_dump(inventory))
-        port = free_port()
-        (tmp_path / 'vars.yml').write_text(yaml.safe_dump({port_variable: port}))
-        env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'],
-                   ANSIBLE_COLLECTIONS_PATH=collections_dir(tmp_path), ALERTMANAGER_WEBHOOK_TOKEN=TOKEN,
-                   OS_CLIENT_CONFIG_FILE=lab['clouds_yaml'], ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-                   ANSIBLE_NOCOLOR='1', TMPDIR=str(tmp_path))
-        self.processes = []
-        try:
-            self.rulebook = Process([tool('ansible-rulebook'), '-r', 'openstack_ha.recovery.' + name, '-i',
-                                     'inventory.yml', '--vars', 'vars.yml', '-E', 'ALERTMANAGER_WEBHOOK_TOKEN', '-v'],
-                                    str(tmp_path / 'ansible-rulebook.log'), cwd=str(tmp_path), env=env)
-            self.processes.append(self.rulebook)
-            url = 'http://127.0.0.1:%d' % port
-            alertmanager, self.am_url = start_alertmanager(tmp_path, url + '/alerts', TOKEN, 'eda-wrong',
-                                                           receiver_name=receiver)
-            self.processes.append(alertmanager)
-            wait_for('the rulebook listening', lambda: listening(port) and probe(url) == 405, 90)
-        except BaseException:
-            self.stop()
-            raise
-
-    def alert(self, *labels):
-        subprocess.run([tool('amtool'), 'alert', 'add'] + list(labels) + ['--alertmanager.url=' + self.am_url],
-                       check=True, capture_output=True, timeout=30)
-        return time.time()
-
-    def reports(self, pattern, count=1, timeout=300):
-        """The COUNT report files matching PATTERN in the reports directory, once written, as JSON."""
-        found = wait_for('%d report(s) %s (rulebook log: %s)' % (count, pattern, self.rulebook.log),
-                         lambda: len(glob.glob(str(self.tmp / 'reports' / pattern))) >= count and
-                         glob.glob(str(self.tmp / 'reports' / pattern)), timeout, interval=0.5)
-        time.sleep(1)  # the file is written whole by one task; let a second report's task end as well
-        reports = []
-        for path in sorted(glob.glob(str(self.tmp / 'reports' / pattern))):
-            with open(path) as handle:
-                reports.append(json.load(handle))
-        return reports
-
-    def log(self):
-        with open(self.rulebook.log, errors='replace') as handle:
-            return handle.read()
-
-    def stop(self):
-        for process in reversed(self.processes):
-            process.stop()
 
 
 def power_offs_since(lab, host, since):
@@ -97,14 +41,14 @@ def test_service_down_alert_restarts_the_service(fresh_lab, conn, tmp_path):
     inventory['all']['children']['compute_hosts']['vars'].update(
         service_recover_report_dir=str(tmp_path / 'reports'), service_recover_lock_dir=str(tmp_path / 'locks'),
         host_failover_report_dir=str(tmp_path / 'reports'))
-    rulebook = Rulebook(lab, tmp_path, 'service_recover', 'openstack_ha_service_listen_port',
-                        'openstack-ha-service-recover', inventory)
+    rulebook = RulebookRun(tmp_path, 'service_recover', inventory, 'openstack_ha_service_listen_port', TOKEN,
+                           'openstack-ha-service-recover', env={'OS_CLIENT_CONFIG_FILE': lab['clouds_yaml']})
     try:
         assert labctl('service', host, '--stop')['service'] == 'inactive'
         wait_for('Nova to report %s down' % host, lambda: compute_service(conn, host).state == 'down', 60)
         alerted = rulebook.alert('alertname=NovaComputeServiceDown', 'openstack_ha=restart', 'host=' + host,
                                  'severity=warning')
-        report, = rulebook.reports('service_recover-%s-*.json' % host)
+        report, = rulebook.json_files('reports/service_recover-%s-*.json' % host)
         wait_for('Nova to report %s up' % host, lambda: compute_service(conn, host).state == 'up', 60)
         restarted = time.time()
     finally:
@@ -135,14 +79,14 @@ def test_instance_down_alerts_start_the_marked_instance_only(fresh_lab, conn, tm
         'hosts': {'localhost': {'ansible_connection': 'local'}},
         'vars': {'openstack_ha_cloud': lab['cloud'], 'instance_recover_report_dir': str(tmp_path / 'reports'),
                  'instance_recover_poll_interval': 1}}}
-    rulebook = Rulebook(lab, tmp_path, 'instance_recover', 'openstack_ha_instance_listen_port',
-                        'openstack-ha-instance-recover', inventory)
+    rulebook = RulebookRun(tmp_path, 'instance_recover', inventory, 'openstack_ha_instance_listen_port', TOKEN,
+                           'openstack-ha-instance-recover', env={'OS_CLIENT_CONFIG_FILE': lab['clouds_yaml']})
     try:
         alerted = rulebook.alert('alertname=InstanceDown', 'openstack_ha=instance', 'instance_uuid=' + marked['id'],
                                  'severity=warning')
         rulebook.alert('alertname=InstanceDown', 'openstack_ha=instance', 'server=' + unmarked['name'],
                        'severity=warning')
-        reports = rulebook.reports('instance_recover-*.json', count=2)
+        reports = rulebook.json_files('reports/instance_recover-*.json', count=2)
         wait_for('%s ACTIVE' % marked['name'], lambda: conn.compute.get_server(marked['id']).status == 'ACTIVE',
                  120, interval=0.5)
         started = time.time()
